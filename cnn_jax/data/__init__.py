@@ -1,0 +1,1 @@
+"""Data sources and host-side input pipelines."""

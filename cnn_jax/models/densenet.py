@@ -1,0 +1,233 @@
+"""DenseNet (Huang, Liu, van der Maaten & Weinberger 2017, "Densely Connected Convolutional Networks",
+arXiv:1608.06993).
+
+Every layer of a dense block sees the concatenation of all earlier feature maps of the block and adds
+``growth_rate`` new ones (Sec. 3, Eq. 2). DenseNet-BC (Sec. 3 "Bottleneck layers" / "Compression"): each layer is
+BN-ReLU-Conv(1x1, ``bn_size * k``)-BN-ReLU-Conv(3x3, k), and transitions BN-ReLU-Conv(1x1)-AvgPool(2x2) shrink the
+channels by the factor ``compression`` (floor(theta * m), as the official code).
+
+Layouts:
+- ImageNet (Table 1, torchvision layout): 7x7/2 conv-BN-ReLU with 2k channels, 3x3/2 max-pool, four dense blocks
+  (121: 6-12-24-16, 169: 6-12-32-32, 201: 6-12-48-32, all k=32; 161: 6-12-36-24 with k=48, from the authors'
+  README), final BN-ReLU, global pool, linear classifier.
+- CIFAR DenseNet-BC (Table 2, Sec. 3 "Implementation details"): a 3x3 conv with 2k channels (no BN or ReLU: the
+  first dense layer is pre-activated), three dense blocks of (L-4)/6 bottleneck layers, final BN-ReLU, global pool.
+
+Memory-efficient option (Pleiss et al. 2017, "Memory-Efficient Implementation of DenseNets", arXiv:1707.06990):
+with ``memory_efficient=True`` the concatenation and the BN-ReLU-Conv(1x1) bottleneck that reads it are
+rematerialised (``nn.remat``) in the backward pass instead of being stored, so the stored activations grow linearly,
+not quadratically, with the depth of a block. Outputs and gradients are unchanged; ``cnn_jax.tools.train_memory``
+measures the effect on the compiled train step (figures in BENCHMARKS.md).
+
+Dropout: ``conv_drop_rate`` is the paper's dropout after every conv except the first (Sec. 4.2, used only for the
+runs without data augmentation). torchvision's ``drop_rate`` drops only after each layer's 3x3 conv; this module
+follows the paper. ``drop_rate`` is the head dropout (none in the paper).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from cnn_jax.models import layers
+from cnn_jax.registry import ModelInfo, register_model
+
+Array = layers.Array
+
+STEMS = ("imagenet", "cifar")
+
+
+class NormActConv(nn.Module):
+    """BN -> ReLU -> Conv (no bias) -> dropout on the channel concatenation of ``inputs`` (pre-activation).
+
+    ``train`` is positional so ``nn.remat`` can treat it as static.
+    """
+
+    features: int
+    kernel_size: int
+    drop_rate: float = 0.0
+    norm_convention: str = "pytorch"
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, inputs: Sequence[Array], train: bool) -> Array:
+        x = jnp.concatenate(inputs, axis=-1) if len(inputs) > 1 else inputs[0]
+        x = layers.batch_norm(
+            self.norm_convention, train=train, dtype=self.dtype, param_dtype=self.param_dtype, name="bn"
+        )(x)
+        x = nn.relu(x)
+        x = nn.Conv(
+            self.features,
+            (self.kernel_size, self.kernel_size),
+            padding=layers.conv_padding(self.kernel_size),
+            use_bias=False,
+            kernel_init=layers.conv_kernel_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="conv",
+        )(x)
+        return nn.Dropout(self.drop_rate, deterministic=not train)(x)
+
+
+# The rematerialised variant: same parameters and outputs, recomputed in the backward pass (self is arg 0).
+RematNormActConv = nn.remat(NormActConv, static_argnums=(2,))
+
+
+class DenseLayer(nn.Module):
+    """One dense layer: [concat -> BN-ReLU-Conv1x1(bn_size * k)] -> BN-ReLU-Conv3x3(k) (DenseNet-B, Sec. 3).
+
+    ``bn_size=None`` drops the bottleneck (plain DenseNet: concat -> BN-ReLU-Conv3x3). With ``memory_efficient``
+    the bracketed part, which reads the growing concatenation, is rematerialised.
+    """
+
+    growth_rate: int
+    bn_size: int | None = 4
+    drop_rate: float = 0.0
+    memory_efficient: bool = False
+    norm_convention: str = "pytorch"
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, inputs: Sequence[Array], *, train: bool) -> Array:
+        first_cls = RematNormActConv if self.memory_efficient else NormActConv
+        conv_kw = dict(
+            drop_rate=self.drop_rate, norm_convention=self.norm_convention, dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        if self.bn_size is None:
+            return first_cls(self.growth_rate, 3, **conv_kw, name="conv1")(tuple(inputs), train)
+        x = first_cls(self.bn_size * self.growth_rate, 1, **conv_kw, name="conv1")(tuple(inputs), train)
+        return NormActConv(self.growth_rate, 3, **conv_kw, name="conv2")((x,), train)
+
+
+class DenseNet(nn.Module):
+    """DenseNet / DenseNet-BC; the variant is data (``block_sizes``, ``growth_rate``, ``stem``).
+
+    Attributes:
+      block_sizes: dense layers per block.
+      growth_rate: k, channels each dense layer adds.
+      bn_size: bottleneck width as a multiple of k (4 in DenseNet-B); None for no bottleneck.
+      compression: theta, the fraction of channels a transition keeps (0.5 in DenseNet-C; 1.0 for none).
+      stem_features: channels of the first conv; None means 2k (the paper's choice for DenseNet-BC and ImageNet).
+      stem: ``"imagenet"`` (7x7/2 conv-BN-ReLU + 3x3/2 max-pool) or ``"cifar"`` (one 3x3 conv).
+      memory_efficient: rematerialise concat + bottleneck in the backward pass (Pleiss et al. 2017).
+      conv_drop_rate: dropout after every conv except the first (paper Sec. 4.2, no-augmentation runs).
+      drop_rate: dropout before the classifier.
+      norm_convention: BatchNorm momentum/epsilon convention (see ``layers.BN_CONVENTIONS``).
+    """
+
+    block_sizes: Sequence[int] = (6, 12, 24, 16)
+    growth_rate: int = 32
+    bn_size: int | None = 4
+    compression: float = 0.5
+    stem_features: int | None = None
+    stem: str = "imagenet"
+    memory_efficient: bool = False
+    conv_drop_rate: float = 0.0
+    num_classes: int = 1000
+    in_channels: int = 3
+    drop_rate: float = 0.0
+    norm_convention: str = "pytorch"
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: Array, *, train: bool) -> layers.ModelOutput:
+        layers.check_images(images, self.in_channels, "DenseNet")
+        if self.stem not in STEMS:
+            raise ValueError(f"DenseNet: unknown stem {self.stem!r}; expected one of {STEMS}")
+        if not 0.0 < self.compression <= 1.0:
+            raise ValueError(f"DenseNet: compression must be in (0, 1]; got {self.compression}")
+        dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        stem_features = self.stem_features or 2 * self.growth_rate
+
+        if self.stem == "imagenet":
+            x = layers.ConvNormAct(
+                stem_features, 7, strides=2, norm_convention=self.norm_convention, **dt, name="stem"
+            )(images, train=train)
+            x = layers.Pool("max", 3, strides=2, padding=1, name="stem_pool")(x)
+        else:
+            x = nn.Conv(
+                stem_features, (3, 3), padding=layers.conv_padding(3), use_bias=False,
+                kernel_init=layers.conv_kernel_init, **dt, name="stem",
+            )(images)
+
+        features = [x]
+        for b, num_layers in enumerate(self.block_sizes, start=1):
+            if b > 1:
+                # Transition: BN-ReLU-Conv1x1 to floor(theta * m) channels, then 2x2 average pooling.
+                channels = sum(f.shape[-1] for f in features)
+                x = NormActConv(
+                    int(self.compression * channels), 1, drop_rate=self.conv_drop_rate,
+                    norm_convention=self.norm_convention, **dt, name=f"transition{b - 1}",
+                )(tuple(features), train)
+                x = layers.Pool("avg", 2, name=f"transition{b - 1}_pool")(x)
+                features = [x]
+            for i in range(num_layers):
+                features.append(
+                    DenseLayer(
+                        self.growth_rate, self.bn_size, drop_rate=self.conv_drop_rate,
+                        memory_efficient=self.memory_efficient, norm_convention=self.norm_convention, **dt,
+                        name=f"block{b}_layer{i}",
+                    )(features, train=train)
+                )
+
+        x = jnp.concatenate(features, axis=-1)
+        x = layers.batch_norm(self.norm_convention, train=train, **dt, name="final_bn")(x)
+        x = nn.relu(x)
+        logits = layers.ClassifierHead(self.num_classes, self.drop_rate, **dt, name="head")(x, train=train)
+        return layers.ModelOutput(logits=logits)
+
+
+_PAPER = "Huang, Liu, van der Maaten & Weinberger 2017, Densely Connected Convolutional Networks, arXiv:1608.06993"
+
+# name: (block sizes, growth rate); torchvision's ImageNet DenseNets.
+_IMAGENET = {
+    "densenet121": ((6, 12, 24, 16), 32),
+    "densenet169": ((6, 12, 32, 32), 32),
+    "densenet201": ((6, 12, 48, 32), 32),
+    "densenet161": ((6, 12, 36, 24), 48),
+}
+for _name, (_blocks, _k) in _IMAGENET.items():
+    register_model(
+        _name,
+        DenseNet,
+        ModelInfo(
+            paper=_PAPER,
+            table="Table 1 (161: k=48 from the authors' README); torchvision layout",
+            resolution=224,
+            crop_fraction=0.875,
+            family="densenet",
+            reference=_name,
+            # 29 -> 15 (stem conv) -> 8 (max-pool) -> 4 -> 2 -> 1 (transitions).
+            min_resolution=29,
+        ),
+        block_sizes=_blocks,
+        growth_rate=_k,
+    )
+
+# name: (depth L, growth rate); DenseNet-BC for CIFAR-10: 3 blocks of (L - 4) / 6 bottleneck layers.
+_CIFAR = {"densenet_bc100_k12": (100, 12), "densenet_bc190_k40": (190, 40)}
+for _name, (_depth, _k) in _CIFAR.items():
+    register_model(
+        _name,
+        DenseNet,
+        ModelInfo(
+            paper=_PAPER,
+            table="Table 2 (DenseNet-BC), Sec. 3 Implementation details",
+            resolution=32,
+            crop_fraction=1.0,
+            family="densenet_cifar",
+            reference=_name,
+            reference_classes=10,
+            min_resolution=4,  # two 2x2 average pools
+        ),
+        block_sizes=((_depth - 4) // 6,) * 3,
+        growth_rate=_k,
+        stem="cifar",
+    )

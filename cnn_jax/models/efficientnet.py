@@ -1,0 +1,187 @@
+"""EfficientNet B0-B7 and compound scaling, on the shared MBConv builder.
+
+Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks", ICML 2019, arXiv:1905.11946.
+Table 1 (the B0 baseline), Sec. 3.3 (compound scaling: depth alpha^phi, width beta^phi, resolution gamma^phi with
+alpha * beta^2 * gamma^2 ~= 2, so FLOPs grow ~2^phi; grid search at phi = 1 gave alpha 1.2, beta 1.1, gamma 1.15).
+
+Two modes, kept apart:
+- ``efficientnet_b0`` ... ``efficientnet_b7``: the *published* per-model coefficients (tensorflow/tpu
+  ``efficientnet_builder.py::efficientnet_params``; ``EFFICIENTNET_PARAMS``). They are not exact powers of
+  1.2/1.1/1.15 (B1 keeps width 1.0; B7 depth 3.1 vs 1.2^7 = 3.58), so they are a lookup table, not a formula.
+  Parameter counts equal torchvision/timm's.
+- ``efficientnet_phi``: any real ``phi`` and any (alpha, beta, gamma) through :func:`compound_scale`, for scaling
+  sweeps; its input size is :func:`efficientnet_phi_resolution`.
+
+Blocks: MBConv (``mbconv.InvertedResidual``) with swish, squeeze-and-excitation with ``int(0.25 x block input)``
+channels (``se_rule='input'``, the TF builder's; ``'expanded'`` would reduce from the expanded width) and a sigmoid
+gate; drop-connect grows linearly over blocks as ``rate * i / n`` (``drop_path_rule='efficientnet'``). The
+reference rate is ``DROP_CONNECT_RATE`` = 0.2 for every variant (official ``drop_connect_rate``; the early arXiv
+text says 0.3); the class default stays 0.0 like every model's, so pass ``drop_path_rate=0.2`` for the paper's
+recipe. Rounding: widths ``make_divisible(c * width, 8)`` (never more than 10% below), repeats ``ceil(r * depth)``.
+
+Conventions as fields: ``norm_convention`` 'tf' (BN decay 0.99, eps 1e-3: paper and official code; torchvision
+keeps eps 1e-3 with PyTorch's momentum 0.1) and ``padding`` 'symmetric' (torchvision/timm) or 'same' (the TF
+reference's "SAME", which pads stride-2 convs more at the bottom/right: same shapes, shifted sampling grid).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from cnn_jax.models import layers
+from cnn_jax.models.mbconv import ACTIVATIONS, StageDef, apply_blocks, build_blocks, round_channels
+from cnn_jax.registry import ModelInfo, register_model
+
+# Table 1 (B0) after the 32-channel stem; MBConv1 is an ``e1`` group (no expansion conv).
+EFFICIENTNET_B0_STAGES: tuple[StageDef, ...] = (
+    "ir_r1_k3_s1_e1_c16_se0.25",
+    "ir_r2_k3_s2_e6_c24_se0.25",
+    "ir_r2_k5_s2_e6_c40_se0.25",
+    "ir_r3_k3_s2_e6_c80_se0.25",
+    "ir_r3_k5_s1_e6_c112_se0.25",
+    "ir_r4_k5_s2_e6_c192_se0.25",
+    "ir_r1_k3_s1_e6_c320_se0.25",
+)
+
+
+class EfficientNetParams(NamedTuple):
+    width: float
+    depth: float
+    resolution: int
+    dropout: float
+
+
+# Published coefficients (official efficientnet_params): the canonical B0-B7.
+EFFICIENTNET_PARAMS: dict[str, EfficientNetParams] = {
+    "b0": EfficientNetParams(1.0, 1.0, 224, 0.2),
+    "b1": EfficientNetParams(1.0, 1.1, 240, 0.2),
+    "b2": EfficientNetParams(1.1, 1.2, 260, 0.3),
+    "b3": EfficientNetParams(1.2, 1.4, 300, 0.3),
+    "b4": EfficientNetParams(1.4, 1.8, 380, 0.4),
+    "b5": EfficientNetParams(1.6, 2.2, 456, 0.4),
+    "b6": EfficientNetParams(1.8, 2.6, 528, 0.5),
+    "b7": EfficientNetParams(2.0, 3.1, 600, 0.5),
+}
+DROP_CONNECT_RATE = 0.2
+BASE_RESOLUTION = 224
+# Official eval preprocessing: centre crop of resolution / (resolution + 32).
+CROP_PADDING = 32
+
+
+class CompoundScale(NamedTuple):
+    """Multipliers of Sec. 3.3, Eq. 3: depth d = alpha^phi, width w = beta^phi, resolution r = gamma^phi."""
+
+    depth: float
+    width: float
+    resolution: float
+
+
+def compound_scale(phi: float, alpha: float = 1.2, beta: float = 1.1, gamma: float = 1.15) -> CompoundScale:
+    """The paper's compound scaling multipliers for coefficient ``phi`` (unrounded; see ``efficientnet_phi``)."""
+    return CompoundScale(alpha**phi, beta**phi, gamma**phi)
+
+
+def efficientnet_phi_resolution(phi: float, gamma: float = 1.15) -> int:
+    """Input size of ``efficientnet_phi``: ``224 * gamma^phi`` rounded to the nearest integer (halves up)."""
+    return math.floor(BASE_RESOLUTION * gamma**phi + 0.5)
+
+
+class _EfficientNetBody(nn.Module):
+    """Stem -> MBConv stages -> 1x1 conv -> pool -> dropout -> FC, for the multipliers ``scaling()`` returns."""
+
+    num_classes: int = 1000
+    in_channels: int = 3
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    drop_rate: float = 0.2
+    drop_path_rate: float = 0.0
+    drop_path_rule: str = "efficientnet"
+    stages: tuple[StageDef, ...] = EFFICIENTNET_B0_STAGES
+    stem_channels: int = 32
+    head_channels: int = 1280
+    act: str = "swish"
+    se_rule: str = "input"
+    padding: str = "symmetric"
+    norm_convention: str = "tf"
+
+    def scaling(self) -> tuple[float, float]:
+        """(width multiplier, depth multiplier)."""
+        raise NotImplementedError
+
+    @nn.compact
+    def __call__(self, images: jnp.ndarray, *, train: bool) -> layers.ModelOutput:
+        layers.check_images(images, self.in_channels, type(self).__name__)
+        width, depth = self.scaling()
+        conv = dict(padding=self.padding, norm_convention=self.norm_convention, dtype=self.dtype,
+                    param_dtype=self.param_dtype)
+        act = ACTIVATIONS[self.act]
+        stem = round_channels(self.stem_channels, width)
+        x = layers.ConvNormAct(stem, 3, strides=2, act=act, name="stem", **conv)(images, train=train)
+        stages = build_blocks(self.stages, stem, act=self.act, width_mult=width, depth_mult=depth,
+                              se_rule=self.se_rule)
+        x = apply_blocks(x, stages, train=train, drop_path_rate=self.drop_path_rate,
+                         drop_path_rule=self.drop_path_rule, se_act=act, se_gate=nn.sigmoid, **conv)
+        x = layers.ConvNormAct(round_channels(self.head_channels, width), 1, act=act, name="head_conv", **conv)(
+            x, train=train)
+        logits = layers.ClassifierHead(self.num_classes, self.drop_rate, dtype=self.dtype,
+                                       param_dtype=self.param_dtype, name="head")(x, train=train)
+        return layers.ModelOutput(logits)
+
+
+class EfficientNet(_EfficientNetBody):
+    """Any EfficientNet by explicit multipliers: ``EfficientNet(width_mult=1.4, depth_mult=1.8)`` is B4's body.
+
+    The network is fully convolutional; the resolution is the input size (``EFFICIENTNET_PARAMS`` and the registry
+    hold the published one per variant).
+    """
+
+    width_mult: float = 1.0
+    depth_mult: float = 1.0
+
+    def scaling(self) -> tuple[float, float]:
+        return self.width_mult, self.depth_mult
+
+
+class EfficientNetPhi(_EfficientNetBody):
+    """EfficientNet scaled from B0 by :func:`compound_scale` (``phi``, ``alpha``, ``beta``, ``gamma``); feed it
+    ``efficientnet_phi_resolution(phi, gamma)`` images."""
+
+    phi: float = 1.0
+    alpha: float = 1.2
+    beta: float = 1.1
+    gamma: float = 1.15
+
+    def scaling(self) -> tuple[float, float]:
+        scale = compound_scale(self.phi, self.alpha, self.beta, self.gamma)
+        return scale.width, scale.depth
+
+
+_PAPER = "Tan & Le 2019, EfficientNet: Rethinking Model Scaling for CNNs, arXiv:1905.11946"
+
+
+def _info(resolution: int, table: str, reference: str | None) -> ModelInfo:
+    return ModelInfo(paper=_PAPER, table=table, resolution=resolution, eval_resolution=resolution,
+                     crop_fraction=resolution / (resolution + CROP_PADDING), family="efficientnet",
+                     reference=reference, min_resolution=32)
+
+
+for _variant, _params in EFFICIENTNET_PARAMS.items():
+    register_model(
+        f"efficientnet_{_variant}",
+        EfficientNet,
+        _info(_params.resolution, "Table 1 (B0) scaled by the official efficientnet_params",
+              f"efficientnet_{_variant}"),
+        width_mult=_params.width,
+        depth_mult=_params.depth,
+        drop_rate=_params.dropout,
+    )
+
+register_model(
+    "efficientnet_phi",
+    EfficientNetPhi,
+    _info(efficientnet_phi_resolution(1.0), "Table 1 (B0) scaled by Sec. 3.3 Eq. 3 (phi = 1 by default)", None),
+)

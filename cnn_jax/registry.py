@@ -1,0 +1,146 @@
+"""Model registry: names -> (module class, architecture arguments, metadata).
+
+A registration is data: the family's ``flax.linen`` class, the keyword arguments that make the named variant, and
+a :class:`ModelInfo` holding the paper facts that are not architecture (resolution, crop, citation).
+``create_model`` validates overrides against the class's fields before building anything, so a typo fails at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+
+# Arguments every model accepts (STYLE.md "one model contract"). A family that cannot honour one (drop-path on a
+# network without residual blocks) has no such field, and create_model rejects a non-default value with a clear error.
+# Every class has num_classes, in_channels, dtype, param_dtype and drop_rate fields (tests/test_registry.py checks).
+CONTRACT_DEFAULTS: Mapping[str, Any] = {"drop_path_rate": 0.0}
+REQUIRED_FIELDS = ("num_classes", "in_channels", "dtype", "param_dtype", "drop_rate")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What a model is, apart from its layers.
+
+    Attributes:
+      paper: citation of the paper (authors, year, arXiv id).
+      table: the table/figure/section of the paper (or the reference implementation) the layout follows.
+      resolution: default training resolution (square).
+      eval_resolution: evaluation crop size.
+      crop_fraction: eval crop / resize ratio (0.875 for 224/256).
+      in_channels: image channels the default layout expects.
+      family: family name, as in ``shared/reference`` tables.
+      reference: the ``variant`` of ``shared/reference/param_counts.csv`` whose parameter count this model must
+        match (for ``num_classes`` 1000, or 10 for the CIFAR rows), or None where no row exists.
+      reference_classes: the class count that reference row was counted with.
+      min_resolution: the smallest square input the layout accepts (tests run forwards there).
+    """
+
+    paper: str
+    table: str
+    resolution: int = 224
+    eval_resolution: int | None = None
+    crop_fraction: float = 0.875
+    in_channels: int = 3
+    family: str = ""
+    reference: str | None = None
+    reference_classes: int = 1000
+    min_resolution: int = 32
+
+    @property
+    def eval_size(self) -> int:
+        return self.eval_resolution or self.resolution
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    name: str
+    cls: type[nn.Module]
+    kwargs: Mapping[str, Any]
+    info: ModelInfo
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_model(name: str, cls: type[nn.Module], info: ModelInfo, **kwargs: Any) -> None:
+    """Registers ``cls(**kwargs)`` under ``name``. Raises if the name is taken or a kwarg is not a field."""
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered")
+    fields = module_fields(cls)
+    missing = [f for f in REQUIRED_FIELDS if f not in fields]
+    if missing:
+        raise TypeError(f"registering {name!r}: {cls.__name__} lacks the model-contract fields {missing}")
+    unknown = sorted(set(kwargs) - fields)
+    if unknown:
+        raise TypeError(f"registering {name!r}: {cls.__name__} has no fields {unknown}")
+    _REGISTRY[name] = _Entry(name, cls, dict(kwargs), info)
+
+
+def module_fields(cls: type[nn.Module]) -> set[str]:
+    """The constructor arguments of a linen module (its dataclass fields, minus Flax's own)."""
+    return {f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("parent", "name")}
+
+
+def _lookup(name: str) -> _Entry:
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see cnn_jax.list_models()"
+        raise ValueError(f"unknown model {name!r}{hint}")
+    return _REGISTRY[name]
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style ``pattern``, sorted."""
+    _ensure_models_imported()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+
+
+def model_info(name: str) -> ModelInfo:
+    """Metadata of a registered model."""
+    _ensure_models_imported()
+    return _lookup(name).info
+
+
+def model_arguments(name: str) -> dict[str, Any]:
+    """The architecture arguments the registration passes to its class."""
+    _ensure_models_imported()
+    return dict(_lookup(name).kwargs)
+
+
+def create_model(name: str, *, num_classes: int = 1000, **overrides: Any) -> nn.Module:
+    """Builds a registered model.
+
+    Args:
+      name: registry name, e.g. ``"resnet50"``.
+      num_classes: classifier outputs.
+      **overrides: any field of the model's class (``dtype``, ``drop_rate``, ``drop_path_rate``, ``in_channels``,
+        architecture options); unknown names raise ``TypeError`` listing the accepted ones.
+    """
+    _ensure_models_imported()
+    entry = _lookup(name)
+    fields = module_fields(entry.cls)
+    overrides = {"num_classes": num_classes, **overrides}
+    for key in sorted(set(overrides) - fields):
+        if key in CONTRACT_DEFAULTS:
+            if overrides[key] == CONTRACT_DEFAULTS[key]:
+                overrides.pop(key)
+                continue
+            raise ValueError(
+                f"model {name!r} cannot honour {key}={overrides[key]!r}: {entry.cls.__name__} has no residual "
+                f"blocks to drop (leave {key} at {CONTRACT_DEFAULTS[key]!r})"
+            )
+        raise TypeError(
+            f"model {name!r} ({entry.cls.__name__}) got an unknown argument {key!r}; accepted: {', '.join(sorted(fields))}"
+        )
+    return entry.cls(**{**entry.kwargs, **overrides})
+
+
+def _ensure_models_imported() -> None:
+    # Registration happens when the family modules are imported; importing here keeps `cnn_jax.registry` cheap
+    # to import from the family files themselves without a cycle.
+    import cnn_jax.models  # noqa: F401

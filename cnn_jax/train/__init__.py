@@ -1,0 +1,1 @@
+"""Training: optimisers, losses, the sharded train/eval steps, checkpoints and the loop."""

@@ -1,0 +1,28 @@
+"""Entry point: ``python launch.py --config experiments/<family>/<file>.py[:args] --workdir DIR [--config.k=v]``."""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from cnn_jax import parallel
+from cnn_jax.train.loop import train_and_evaluate
+
+config_flags.DEFINE_config_file("config", None, "Experiment config file (a .py returning a ConfigDict).",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics; a run resumes from it.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-host runs.")
+flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
+flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
+flags.mark_flags_as_required(["config", "workdir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO; progress lines are printed
+    parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,160 @@
+"""Registry-wide model tests: every registered model is checked the same way.
+
+- exact parameter count against its ``param_counts.csv`` row (``jax.eval_shape``: nothing is computed);
+- a training step at the smallest resolution the layout accepts: output shape, a non-zero gradient for every
+  parameter, BatchNorm statistics that move in train mode and stay put in eval mode;
+- drop-path (one model per class that has it): identity in eval mode, random in train mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import cnn_jax
+from cnn_jax.registry import module_fields
+from conftest import count_params, load_param_counts
+
+ALL_MODELS = cnn_jax.list_models()
+PARAM_COUNTS = load_param_counts()
+NUM_CLASSES_SMALL = 7  # an odd class count, so a head hard-wired to 1000 or 10 shows up
+
+
+def test_registry_is_populated():
+    assert len(ALL_MODELS) > 0
+
+
+def _init_shapes(name: str, resolution: int, num_classes: int):
+    info = cnn_jax.model_info(name)
+    model = cnn_jax.create_model(name, num_classes=num_classes)
+    images = jax.ShapeDtypeStruct((1, resolution, resolution, info.in_channels), jnp.float32)
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), images, train=False))
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_MODELS if cnn_jax.model_info(n).reference])
+def test_parameter_count_matches_reference(name):
+    info = cnn_jax.model_info(name)
+    row = PARAM_COUNTS[info.reference]
+    shapes = _init_shapes(name, info.resolution, info.reference_classes)
+    got = count_params(shapes["params"])
+    assert row["params"].isdigit(), f"{name}: reference row {info.reference!r} has no exact count"
+    assert got == int(row["params"]), (
+        f"{name}: {got:,} parameters, reference row {info.reference!r} ({row['exact']}, {row['source']}) says "
+        f"{int(row['params']):,}"
+    )
+
+
+def _train_eval_check(model, images, labels, variables, rng):
+    """One jitted program: a training step's gradients and BN update, and an eval pass (whose BN must not move)."""
+
+    def loss_fn(params):
+        out, new_state = model.apply(
+            {**variables, "params": params}, images, train=True, rngs={"dropout": rng}, mutable=["batch_stats"]
+        )
+        loss = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels).mean()
+        for aux in out.aux_logits.values():
+            loss += optax.softmax_cross_entropy_with_integer_labels(aux, labels).mean()
+        return loss, (out, new_state)
+
+    grads, (train_out, new_state) = jax.grad(loss_fn, has_aux=True)(variables["params"])
+    eval_out, eval_state = model.apply(variables, images, train=False, mutable=["batch_stats"])
+    return grads, train_out, new_state, eval_out, eval_state
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_train_step_gradients_and_batchnorm(name):
+    info = cnn_jax.model_info(name)
+    model = cnn_jax.create_model(name, num_classes=NUM_CLASSES_SMALL)
+    batch, res = 2, info.min_resolution
+    images = jax.random.normal(jax.random.key(1), (batch, res, res, info.in_channels))
+    labels = jnp.arange(batch) % NUM_CLASSES_SMALL
+    variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(images)
+    grads, train_out, new_state, eval_out, eval_state = jax.jit(
+        lambda v, x, y: _train_eval_check(model, x, y, v, jax.random.key(2))
+    )(variables, images, labels)
+
+    assert train_out.logits.shape == (batch, NUM_CLASSES_SMALL)
+    assert eval_out.logits.shape == (batch, NUM_CLASSES_SMALL)
+    assert eval_out.aux_logits == {}, f"{name}: auxiliary logits must be absent in eval mode"
+    for head, aux in train_out.aux_logits.items():
+        assert aux.shape == (batch, NUM_CLASSES_SMALL), f"{name}: aux head {head} has shape {aux.shape}"
+    assert np.isfinite(np.asarray(train_out.logits)).all() and np.isfinite(np.asarray(eval_out.logits)).all()
+
+    flat_grads = jax.tree_util.tree_flatten_with_path(grads)[0]
+    dead = [jax.tree_util.keystr(path) for path, g in flat_grads if not np.any(np.asarray(g) != 0)]
+    assert not dead, f"{name}: parameters with an all-zero gradient: {dead[:10]}"
+
+    stats = variables.get("batch_stats", {})
+    if stats:
+        moved = jax.tree_util.tree_map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))), stats,
+                                       new_state["batch_stats"])
+        assert all(jax.tree_util.tree_leaves(moved)), f"{name}: some BatchNorm statistics did not update in train mode"
+        same = jax.tree_util.tree_map(lambda a, b: bool(np.array_equal(a, b)), stats, eval_state["batch_stats"])
+        assert all(jax.tree_util.tree_leaves(same)), f"{name}: BatchNorm statistics changed in eval mode"
+
+
+def _one_model_per_class_with_drop_path() -> list[str]:
+    seen, chosen = set(), []
+    for name in ALL_MODELS:
+        cls = type(cnn_jax.create_model(name))
+        if "drop_path_rate" in module_fields(cls) and cls not in seen:
+            seen.add(cls)
+            chosen.append(name)
+    return chosen
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _one_model_per_class_with_drop_path())
+def test_drop_path_is_identity_in_eval_and_random_in_train(name):
+    info = cnn_jax.model_info(name)
+    plain = cnn_jax.create_model(name, num_classes=NUM_CLASSES_SMALL)
+    dropped = cnn_jax.create_model(name, num_classes=NUM_CLASSES_SMALL, drop_path_rate=0.5)
+    images = jax.random.normal(jax.random.key(1), (4, info.min_resolution, info.min_resolution, info.in_channels))
+    variables = jax.jit(lambda x: plain.init(jax.random.key(0), x, train=False))(images)
+
+    @jax.jit
+    def outputs(v, x):
+        eval_plain = plain.apply(v, x, train=False).logits
+        eval_dropped = dropped.apply(v, x, train=False).logits
+        train = [
+            dropped.apply(v, x, train=True, rngs={"dropout": jax.random.key(s)}, mutable=["batch_stats"])[0].logits
+            for s in (10, 11)
+        ]
+        return eval_plain, eval_dropped, train
+
+    eval_plain, eval_dropped, (train_a, train_b) = outputs(variables, images)
+    np.testing.assert_array_equal(eval_plain, eval_dropped)
+    assert not np.allclose(train_a, train_b), f"{name}: drop_path_rate=0.5 changed nothing between two train draws"
+
+
+def test_contract_fields_on_every_model_class():
+    for name in ALL_MODELS:
+        model = cnn_jax.create_model(name)
+        fields = {f.name for f in dataclasses.fields(model)}
+        for field in ("num_classes", "in_channels", "dtype", "param_dtype", "drop_rate"):
+            assert field in fields, f"{name}: {type(model).__name__} lacks {field}"
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(ValueError, match=r"unknown model 'resnet5'.*did you mean.*resnet50"):
+        cnn_jax.create_model("resnet5")
+
+
+def test_unknown_override_names_model_and_accepted_arguments():
+    name = ALL_MODELS[0]
+    with pytest.raises(TypeError, match=rf"model '{name}'.*unknown argument 'no_such_knob'.*accepted:.*num_classes"):
+        cnn_jax.create_model(name, no_such_knob=3)
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 3), (1, 8, 8, 5), (1, 3, 8, 8, 1)])
+def test_wrong_image_shape_is_a_clear_error(shape):
+    name = "resnet18" if "resnet18" in ALL_MODELS else ALL_MODELS[0]
+    model = cnn_jax.create_model(name)
+    with pytest.raises(ValueError, match=r"expects images of shape \(batch, height, width, 3\).*got shape"):
+        model.init(jax.random.key(0), jnp.zeros(shape), train=False)

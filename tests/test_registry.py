@@ -1,0 +1,54 @@
+"""Registry behaviour and the reference data it is tested against."""
+
+import filecmp
+
+import pytest
+
+import cnn_jax
+from conftest import REFERENCE_DIR, SHARED_REFERENCE_DIR, load_param_counts
+
+
+def test_vendored_reference_matches_shared():
+    if not SHARED_REFERENCE_DIR.exists():
+        pytest.skip(f"{SHARED_REFERENCE_DIR} is not checked out beside the repo")
+    for name in ("param_counts.csv", "models.csv"):
+        assert filecmp.cmp(REFERENCE_DIR / name, SHARED_REFERENCE_DIR / name, shallow=False), name
+
+
+def test_every_model_reference_names_an_existing_exact_row():
+    rows = load_param_counts()
+    for name in cnn_jax.list_models():
+        ref = cnn_jax.model_info(name).reference
+        if ref is not None:
+            assert ref in rows, f"{name}: reference {ref!r} is not a variant of param_counts.csv"
+            assert rows[ref]["exact"] in ("yes", "computed"), f"{name}: row {ref!r} has no exact count"
+
+
+def test_every_exact_reference_row_is_covered_by_a_model():
+    """Every `yes` row of param_counts.csv is the reference of some registered model."""
+    covered = {cnn_jax.model_info(n).reference for n in cnn_jax.list_models()}
+    missing = [v for v, row in load_param_counts().items() if row["exact"] == "yes" and v not in covered]
+    assert not missing, f"reference rows with no registered model: {missing}"
+
+
+def test_list_models_pattern():
+    names = cnn_jax.list_models()
+    assert names == sorted(names)
+    assert set(cnn_jax.list_models("vgg*")) == {n for n in names if n.startswith("vgg")}
+    assert cnn_jax.list_models("no_such_family*") == []
+
+
+def test_drop_path_on_a_network_without_residual_blocks_is_rejected():
+    with pytest.raises(ValueError, match=r"model 'vgg16' cannot honour drop_path_rate=0.1"):
+        cnn_jax.create_model("vgg16", drop_path_rate=0.1)
+    cnn_jax.create_model("vgg16", drop_path_rate=0.0)  # the default is accepted everywhere
+
+
+def test_overrides_reach_the_module():
+    model = cnn_jax.create_model("resnet50", num_classes=10, drop_rate=0.3)
+    assert (model.num_classes, model.drop_rate) == (10, 0.3)
+
+
+def test_model_info_fields():
+    info = cnn_jax.model_info("resnet50")
+    assert info.resolution == 224 and 0 < info.crop_fraction <= 1 and info.paper

@@ -1,0 +1,211 @@
+"""The training loop: learning on real data, resume equivalence, schedules, losses, the input pipeline."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cnn_jax.data import fashion_mnist, pipeline
+from cnn_jax.train import losses, optim
+from cnn_jax.train.checkpoint import Checkpointer
+from cnn_jax.train.loop import train_and_evaluate
+from cnn_jax.train.metrics import read_metrics
+from experiments.common import base_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def lenet_config(**train):
+    c = base_config()
+    c.model.name = "lenet5"
+    c.model.in_channels = 1
+    c.model.num_classes = 10
+    c.train.global_batch = 64
+    c.train.eval_batch = 500
+    c.train.log_every_steps = 10
+    c.optimizer.base_lr = 0.2
+    c.optimizer.weight_decay = 5e-4
+    for key, value in train.items():
+        c.train[key] = value
+    return c
+
+
+@pytest.mark.slow
+def test_lenet_learns_fashion_mnist(tmp_path):
+    """Real data end to end: 400 steps of batch 64 on the offline Fashion-MNIST reach >= 80% test top-1."""
+    config = lenet_config(num_steps=400, eval_every_epochs=100.0)
+    config.data.max_eval_examples = 2000
+    result = train_and_evaluate(config, tmp_path)
+    assert result["eval/examples"] == 2000
+    assert result["eval/top1"] >= 0.80, result
+    records = read_metrics(tmp_path)
+    train_losses = [r["train/loss"] for r in records if "train/loss" in r]
+    assert train_losses[-1] < 0.6 * train_losses[0]
+    assert all("train/images_per_s" in r for r in records if "train/loss" in r)
+    assert (tmp_path / "config.json").exists() and any((tmp_path / "tensorboard").iterdir())
+
+
+def _final_params(workdir):
+    checkpointer = Checkpointer(workdir, keep=3)
+    state, meta = checkpointer.read()
+    checkpointer.close()
+    return meta["step"], state["params"]
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    def config(stop_after=None):
+        c = lenet_config(num_steps=8, checkpoint_every_steps=4, log_every_steps=1, eval_every_epochs=100.0,
+                         stop_after_steps=stop_after)
+        c.data.max_train_examples = 2048
+        c.data.max_eval_examples = 100
+        return c
+
+    train_and_evaluate(config(), tmp_path / "straight")
+    train_and_evaluate(config(stop_after=4), tmp_path / "resumed")
+    train_and_evaluate(config(), tmp_path / "resumed")  # picks up at step 4
+    step_a, params_a = _final_params(tmp_path / "straight")
+    step_b, params_b = _final_params(tmp_path / "resumed")
+    assert step_a == step_b == 8
+    for a, b in zip(jax.tree_util.tree_leaves(params_a), jax.tree_util.tree_leaves(params_b)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    losses_a = [r["train/loss"] for r in read_metrics(tmp_path / "straight") if "train/loss" in r]
+    losses_b = [r["train/loss"] for r in read_metrics(tmp_path / "resumed") if "train/loss" in r]
+    np.testing.assert_allclose(losses_a, losses_b, rtol=1e-5)
+
+
+def test_corrupt_latest_checkpoint_is_skipped(tmp_path, caplog):
+    c = lenet_config(num_steps=6, checkpoint_every_steps=2, eval_every_epochs=100.0, log_every_steps=1,
+                     stop_after_steps=4)
+    c.data.max_train_examples = 1024
+    c.data.max_eval_examples = 100
+    train_and_evaluate(c, tmp_path)
+    latest = tmp_path / "checkpoints" / "4" / "state"
+    for path in latest.rglob("*"):
+        if path.is_file() and path.stat().st_size > 0 and "metadata" not in path.name:
+            path.write_bytes(b"\x00garbage")
+    c.train.stop_after_steps = None
+    train_and_evaluate(c, tmp_path)  # resumes from step 2, not from the damaged step 4
+    assert any("skipping checkpoint" in r.getMessage() and "/4" in r.getMessage() for r in caplog.records)
+    records = read_metrics(tmp_path)
+    steps = [r["step"] for r in records if "train/loss" in r]
+    assert steps[-2:] == [5, 6] and 3 in steps[steps.index(4) + 1 :], steps
+
+
+def test_eight_emulated_devices_match_one_device(tmp_path):
+    """The same global batch on 1 and 8 (emulated CPU) devices gives the same parameters."""
+    script = f"""
+import sys, numpy as np, jax
+sys.path.insert(0, {str(REPO)!r})
+from tests.test_train import lenet_config
+from cnn_jax.train.loop import train_and_evaluate
+from tests.test_train import _final_params
+c = lenet_config(num_steps=3, eval_every_epochs=100.0)
+c.data.max_train_examples = 1024
+c.data.max_eval_examples = 64
+c.train.eval_batch = 64
+train_and_evaluate(c, sys.argv[1])
+step, params = _final_params(sys.argv[1])
+np.savez(sys.argv[2], *[np.asarray(x) for x in jax.tree_util.tree_leaves(params)])
+print("devices", jax.device_count())
+"""
+    results = []
+    for devices in (1, 8):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+        out = tmp_path / f"params{devices}.npz"
+        proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / f"run{devices}"), str(out)], env=env,
+                              capture_output=True, text=True, cwd=REPO, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f"devices {devices}" in proc.stdout
+        results.append(np.load(out))
+    for key in results[0].files:
+        np.testing.assert_allclose(results[0][key], results[1][key], rtol=2e-4, atol=1e-6)
+
+
+def test_learning_rate_schedules_hit_reference_values():
+    c = base_config().optimizer
+    c.warmup_epochs = 1.0
+    cosine = optim.learning_rate_schedule(c, 0.4, total_steps=110, steps_per_epoch=10)
+    assert float(cosine(0)) == 0.0 and float(cosine(5)) == pytest.approx(0.2)
+    assert float(cosine(10)) == pytest.approx(0.4) and float(cosine(60)) == pytest.approx(0.2)
+    assert float(cosine(110)) == pytest.approx(0.0, abs=1e-7)
+    c.warmup_epochs = 0.0
+    c.schedule = "step"
+    c.decay_epochs = (30, 60)
+    step = optim.learning_rate_schedule(c, 0.1, total_steps=900, steps_per_epoch=10)
+    assert [float(step(s)) for s in (0, 299, 300, 599, 600)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+    c.schedule = "exponential"
+    c.decay_factor = 0.97
+    c.decay_every_epochs = 2.4
+    exp = optim.learning_rate_schedule(c, 0.016, total_steps=1000, steps_per_epoch=10)
+    assert float(exp(23)) == pytest.approx(0.016) and float(exp(24)) == pytest.approx(0.016 * 0.97)
+
+
+def test_weight_decay_mask_skips_batchnorm_and_biases():
+    params = {"conv": {"kernel": jnp.ones((3, 3, 2, 4))}, "bn": {"scale": jnp.ones(4), "bias": jnp.ones(4)},
+              "fc": {"kernel": jnp.ones((4, 2)), "bias": jnp.ones(2)}}
+    c = base_config().optimizer
+    c.weight_decay, c.momentum, c.schedule = 0.1, 0.0, "constant"
+    tx = optim.make_optimizer(c, optax.constant_schedule(1.0))
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    updates, _ = tx.update(zeros, tx.init(params), params)
+    assert float(updates["conv"]["kernel"].mean()) == pytest.approx(-0.1)  # -lr * wd * w
+    assert float(updates["fc"]["kernel"].mean()) == pytest.approx(-0.1)
+    for leaf in (updates["bn"]["scale"], updates["bn"]["bias"], updates["fc"]["bias"]):
+        assert float(jnp.abs(leaf).max()) == 0.0
+
+
+def test_aux_losses_and_label_smoothing_match_hand_computation():
+    logits = jnp.array([[2.0, 0.0, -1.0]])
+    aux = {"aux1": jnp.array([[0.0, 1.0, 0.0]]), "aux2": jnp.array([[0.5, 0.5, 0.5]])}
+    labels = jnp.array([0])
+
+    def xent(z, eps):
+        p = np.exp(z - np.log(np.exp(z).sum()))
+        target = np.full(3, eps / 3)
+        target[0] += 1 - eps
+        return -(target * np.log(p)).sum()
+
+    expected = xent(np.array([2.0, 0.0, -1.0]), 0.1) + 0.3 * xent(np.array([0.0, 1.0, 0.0]), 0.1) + 0.5 * xent(
+        np.array([0.5, 0.5, 0.5]), 0.1)
+    got = losses.total_loss(logits, aux, labels, label_smoothing=0.1, aux_weight=0.3, aux_weights={"aux2": 0.5})
+    assert float(got) == pytest.approx(expected, rel=1e-6)
+
+
+def test_process_shards_are_disjoint_and_cover_the_batch_deterministically():
+    shards = [pipeline.train_batch_indices(1000, 64, step=20, seed=3, process_index=p, process_count=4)
+              for p in range(4)]
+    together = np.concatenate(shards)
+    assert len(set(together.tolist())) == 64
+    np.testing.assert_array_equal(together, pipeline.train_batch_indices(1000, 64, step=20, seed=3))
+    # One epoch (15 steps of 64 from 1000) visits 960 distinct examples; a resumed stream continues identically.
+    epoch = np.concatenate([pipeline.train_batch_indices(1000, 64, s, seed=3) for s in range(15)])
+    assert len(set(epoch.tolist())) == 960
+    assert not np.array_equal(pipeline.train_batch_indices(1000, 64, 15, 3), pipeline.train_batch_indices(1000, 64, 0, 3))
+
+
+def test_exact_evaluation_scores_every_example_once():
+    data = pipeline.load_dataset("synthetic", image_shape=(8, 8, 1), synthetic_size=4 * 103)
+    seen = []
+    for _, labels, mask in pipeline.eval_batches(data, global_batch=20, image_size=8):
+        seen.append(int(mask.sum()))
+    assert sum(seen) == 103 and seen[-1] == 3
+
+
+def test_missing_dataset_directory_names_directory_and_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match=rf"{tmp_path}.*apt-get install dataset-fashion-mnist"):
+        fashion_mnist.load("train", tmp_path)
+
+
+def test_unknown_config_key_fails_before_compiling():
+    result = subprocess.run(
+        [sys.executable, "launch.py", "--config", "experiments/fashion_mnist/lenet5.py", "--workdir", "/tmp/x",
+         "--config.train.no_such_key=3"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "no_such_key" in result.stderr
