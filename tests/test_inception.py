@@ -3,6 +3,8 @@ Inception-ResNet residual scaling, LRN and the smallest accepted inputs."""
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -37,11 +39,15 @@ def _init_shapes(model: nn.Module, resolution: int):
 
 def _intercepted(model: nn.Module, resolution: int, module_type: type[nn.Module]) -> list[nn.Module]:
     """The ``module_type`` submodules an (abstract) init of ``model`` calls, in call order."""
+    return [module for module, _ in _intercepted_calls(model, resolution, module_type)]
+
+
+def _intercepted_calls(model: nn.Module, resolution: int, module_type: type[nn.Module]) -> list[tuple[nn.Module, dict]]:
     seen = []
 
     def record(next_fun, args, kwargs, context):
         if isinstance(context.module, module_type) and context.method_name == "__call__":
-            seen.append(context.module)
+            seen.append((context.module, kwargs))
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(record):
@@ -73,30 +79,29 @@ def test_aux_heads_add_only_their_own_subtrees(plain, with_aux, heads):
     res = cnn_jax.model_info(with_aux).min_resolution
     full = _init_shapes(cnn_jax.create_model(with_aux), res)
     bare = _init_shapes(cnn_jax.create_model(plain), res)
+    assert heads <= set(full["params"]) and set(full) == set(bare)
     for collection in full:
-        assert heads <= set(full[collection]) or collection == "batch_stats", collection
         stripped = {k: v for k, v in full[collection].items() if k not in heads}
         assert jax.tree_util.tree_structure(stripped) == jax.tree_util.tree_structure(bare[collection])
         assert jax.tree_util.tree_leaves(stripped) == jax.tree_util.tree_leaves(bare[collection])
 
 
-def _random_variables(shapes, key):
-    leaves, treedef = jax.tree_util.tree_flatten(shapes)
-    keys = jax.random.split(key, len(leaves))
+def _random_variables(shapes, seed: int):
+    # NumPy, not jax.random: one eager jax.random call per parameter shape would compile a program each.
+    rng = np.random.default_rng(seed)
     # Positive values keep BatchNorm running variances valid.
-    values = [0.5 + 0.1 * jax.random.uniform(k, s.shape, s.dtype) for k, s in zip(keys, leaves, strict=True)]
-    return treedef.unflatten(values)
+    return jax.tree_util.tree_map(lambda s: (0.5 + 0.1 * rng.random(s.shape)).astype(s.dtype), shapes)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("plain, with_aux, heads", AUX_PAIRS[:2])
+@pytest.mark.parametrize("plain, with_aux, heads", AUX_PAIRS)
 def test_aux_heads_do_not_change_eval_logits(plain, with_aux, heads):
-    res = cnn_jax.model_info(with_aux).min_resolution
     full_model = cnn_jax.create_model(with_aux, num_classes=NUM_CLASSES)
     bare_model = cnn_jax.create_model(plain, num_classes=NUM_CLASSES)
-    full = _random_variables(_init_shapes(full_model, res), jax.random.key(3))
+    full = _random_variables(_init_shapes(full_model, cnn_jax.model_info(with_aux).min_resolution), seed=3)
+    res = cnn_jax.model_info(plain).min_resolution  # the aux heads do not run in eval mode: any valid input
     bare = {c: {k: v for k, v in tree.items() if k not in heads} for c, tree in full.items()}
-    images = jax.random.normal(jax.random.key(4), (2, res, res, 3))
+    images = np.random.default_rng(4).normal(size=(2, res, res, 3)).astype(np.float32)
 
     @jax.jit
     def logits(full, bare, x):
@@ -127,29 +132,60 @@ def test_models_pass_their_avg_pool_convention_to_every_branch_pool(name, includ
     assert {p.count_include_pad for p in flipped if p.padding > 0} == {not include}
 
 
-def test_inception_resnet_residual_scales():
-    model = cnn_jax.create_model("inception_resnet_v2")
-    blocks = _intercepted(model, 75, inception.InceptionResidual)
-    assert [b.scale for b in blocks] == [0.17] * 10 + [0.1] * 20 + [0.2] * 9 + [1.0]
-    assert [b.activate for b in blocks] == [True] * 39 + [False]
+def test_inception_resnet_residual_scales_and_drop_path_rates():
+    model = cnn_jax.create_model("inception_resnet_v2", scan_blocks=False, drop_path_rate=0.39)
+    calls = _intercepted_calls(model, 75, inception.InceptionResidual)
+    assert [b.scale for b, _ in calls] == [0.17] * 10 + [0.1] * 20 + [0.2] * 9 + [1.0]
+    assert [b.activate for b, _ in calls] == [True] * 39 + [False]
+    # timm's rule by default: linspace(0, rate, 40) over all residual blocks.
+    np.testing.assert_allclose([kw["drop_path_rate"] for _, kw in calls], np.linspace(0.0, 0.39, 40), atol=1e-12)
     custom = _intercepted(model.clone(residual_scales=(0.3, 0.2, 0.1)), 75, inception.InceptionResidual)
-    assert [b.scale for b in custom][:1] + [b.scale for b in custom][10:11] + [b.scale for b in custom][30:31] == [
-        0.3, 0.2, 0.1,
+    assert [custom[i].scale for i in (0, 10, 30, 39)] == [0.3, 0.2, 0.1, 1.0]
+
+
+class _Stage(nn.Module):
+    scan: bool
+
+    @nn.compact
+    def __call__(self, x, *, train):
+        make = functools.partial(inception.InceptionResidual, ((inception.Conv(3),), (inception.Conv(2, 3),)), 0.5)
+        return inception.run_stage(make, x, "blocks", [0.0, 0.1, 0.2], depth=3, train=train, scan=self.scan)
+
+
+def test_scanned_stage_equals_unrolled_blocks_with_stacked_parameters():
+    x = jax.random.normal(jax.random.key(0), (2, 5, 5, 4))
+    unrolled = jax.jit(lambda x: _Stage(scan=False).init(jax.random.key(1), x, train=False))(x)
+    scanned_shapes = jax.eval_shape(lambda: _Stage(scan=True).init(jax.random.key(1), x, train=False))
+    stacked = {
+        c: {"blocks": jax.tree_util.tree_map(lambda *a: jnp.stack(a), *(tree[f"blocks_{i}"] for i in range(3)))}
+        for c, tree in unrolled.items()
+    }
+    assert jax.tree_util.tree_structure(stacked) == jax.tree_util.tree_structure(scanned_shapes)
+    assert [a.shape for a in jax.tree_util.tree_leaves(stacked)] == [
+        a.shape for a in jax.tree_util.tree_leaves(scanned_shapes)
     ]
+    scanned_out, unrolled_out = jax.jit(
+        lambda s, u, x: (_Stage(scan=True).apply(s, x, train=False), _Stage(scan=False).apply(u, x, train=False))
+    )(stacked, unrolled, x)
+    np.testing.assert_allclose(scanned_out, unrolled_out, rtol=1e-5, atol=1e-5)
 
 
 def test_residual_branch_is_scaled_before_the_addition():
     branches = ((inception.Conv(4),), (inception.Conv(2), inception.Conv(3, 3)))
     x = jax.random.normal(jax.random.key(0), (1, 4, 4, 5))
     block = inception.InceptionResidual(branches, scale=0.1, activate=False)
-    variables = block.init(jax.random.key(1), x, train=False)
+    variables = jax.jit(lambda x: block.init(jax.random.key(1), x, train=False))(x)
     # Non-zero BN shift so the branch output is not trivially zero.
     variables = jax.tree_util.tree_map(lambda v: v + 0.3, variables)
-    residual = block.apply(variables, x, train=False) - x
-    doubled = block.clone(scale=0.2).apply(variables, x, train=False) - x
+
+    @jax.jit
+    def outputs(v, x):
+        return [b.apply(v, x, train=False) for b in (block, block.clone(scale=0.2), block.clone(activate=True))]
+
+    plain, doubled, activated = outputs(variables, x)
+    residual = plain - x
     assert np.abs(residual).max() > 1e-3
-    np.testing.assert_allclose(doubled, 2 * residual, rtol=1e-4, atol=1e-6)
-    activated = block.clone(activate=True).apply(variables, x, train=False)
+    np.testing.assert_allclose(doubled - x, 2 * residual, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(activated, jax.nn.relu(x + residual), rtol=1e-5, atol=1e-6)
 
 

@@ -18,7 +18,7 @@ import pytest
 
 import cnn_jax
 from cnn_jax.registry import module_fields
-from conftest import count_params, load_param_counts
+from conftest import count_params, load_param_counts, synthetic_variables
 
 ALL_MODELS = cnn_jax.list_models()
 PARAM_COUNTS = load_param_counts()
@@ -33,7 +33,7 @@ def _init_shapes(name: str, resolution: int, num_classes: int):
     info = cnn_jax.model_info(name)
     model = cnn_jax.create_model(name, num_classes=num_classes)
     images = jax.ShapeDtypeStruct((1, resolution, resolution, info.in_channels), jnp.float32)
-    return jax.eval_shape(lambda: model.init(jax.random.key(0), images, train=False))
+    return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), images)
 
 
 @pytest.mark.parametrize("name", [n for n in ALL_MODELS if cnn_jax.model_info(n).reference])
@@ -74,7 +74,7 @@ def test_train_step_gradients_and_batchnorm(name):
     batch, res = 2, info.min_resolution
     images = jax.random.normal(jax.random.key(1), (batch, res, res, info.in_channels))
     labels = jnp.arange(batch) % NUM_CLASSES_SMALL
-    variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(images)
+    variables = synthetic_variables(model, images)
     grads, train_out, new_state, eval_out, eval_state = jax.jit(
         lambda v, x, y: _train_eval_check(model, x, y, v, jax.random.key(2))
     )(variables, images, labels)
@@ -116,7 +116,7 @@ def test_drop_path_is_identity_in_eval_and_random_in_train(name):
     plain = cnn_jax.create_model(name, num_classes=NUM_CLASSES_SMALL)
     dropped = cnn_jax.create_model(name, num_classes=NUM_CLASSES_SMALL, drop_path_rate=0.5)
     images = jax.random.normal(jax.random.key(1), (4, info.min_resolution, info.min_resolution, info.in_channels))
-    variables = jax.jit(lambda x: plain.init(jax.random.key(0), x, train=False))(images)
+    variables = synthetic_variables(plain, images)
 
     @jax.jit
     def outputs(v, x):

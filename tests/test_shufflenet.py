@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import count_params, load_models_csv
 
 import cnn_jax
 from cnn_jax.models.shufflenet import ShuffleNetV1, ShuffleUnitV1, ShuffleUnitV2, channel_shuffle
-from conftest import count_params, load_models_csv
 
 
 def _labelled(channels: int) -> jax.Array:
@@ -75,8 +75,16 @@ def test_v1_registered_counts(groups):
 
 
 # First-conv widths of Megvii's official models (ShuffleNetV1/network.py), by (groups, scale).
-MEGVII_STEM = {(3, 0.5): 12, (3, 1.0): 24, (3, 1.5): 24, (3, 2.0): 48,
-               (8, 0.5): 16, (8, 1.0): 24, (8, 1.5): 24, (8, 2.0): 48}
+MEGVII_STEM = {
+    (3, 0.5): 12,
+    (3, 1.0): 24,
+    (3, 1.5): 24,
+    (3, 2.0): 48,
+    (8, 0.5): 16,
+    (8, 1.0): 24,
+    (8, 1.5): 24,
+    (8, 2.0): 48,
+}
 
 
 def _megvii_v1_rows() -> list[tuple[float, int, int]]:

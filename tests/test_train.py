@@ -209,3 +209,19 @@ def test_unknown_config_key_fails_before_compiling():
         [sys.executable, "launch.py", "--config", "experiments/fashion_mnist/lenet5.py", "--workdir", "/tmp/x",
          "--config.train.no_such_key=3"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "no_such_key" in result.stderr
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "experiments").rglob("*.py")
+                                        if p.name not in ("__init__.py", "common.py")))
+def test_every_experiment_config_builds_its_model(path):
+    import importlib.util
+
+    from cnn_jax.train.loop import build_model
+
+    spec = importlib.util.spec_from_file_location("config_under_test", REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    assert "Run:" in module.__doc__ and "launch.py" in module.__doc__, f"{path}: docstring lacks the run command"
+    model = build_model(config)
+    assert model.num_classes == config.model.num_classes

@@ -4,7 +4,8 @@ The walk intercepts every Flax module call (``flax.linen.intercept_methods``) wh
 abstract inputs (``jax.make_jaxpr`` / ``jax.eval_shape``): nothing is computed, so even EfficientNet-B7 at 600 px
 costs only a trace. A *layer* is a module call that owns parameters (``nn.Conv``, ``nn.Dense``, BatchNorm, ...) or
 a leaf module without children (``layers.Pool``, LRN, ...); containers such as ``ConvNormAct`` are not layers
-themselves. Dropout and drop-path are skipped (identities at inference).
+themselves. Dropout and drop-path are skipped (identities at inference). A stage of blocks under ``nn.scan`` is
+traced once: its layers are one row each with ``repeats`` = the number of blocks, and totals over them.
 
 Counting conventions (the EECS 498-007 lecture 8 / torchvision conventions, see ``shared/reference/models.md``):
 
@@ -31,6 +32,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.extend.core as jcore
+import jax.interpreters.partial_eval as pe
 import jax.numpy as jnp
 
 from cnn_jax.models import layers
@@ -55,6 +57,9 @@ class LayerStats:
       activation_bytes: bytes of the layer's output (all of its output arrays).
       params: trainable parameters the layer owns (counted on its first call only, if it is called twice).
       macs: multiply-adds for conv/dense layers, window operations for pools, 0 for the rest.
+      repeats: how many times the call runs in the forward: the blocks of a stage under ``nn.scan`` are traced
+        once and run once per block. ``activation_bytes``, ``params`` and ``macs`` are totals over the repeats;
+        ``output_shape`` is one call's.
     """
 
     path: str
@@ -64,6 +69,7 @@ class LayerStats:
     activation_bytes: int
     params: int
     macs: int
+    repeats: int = 1
 
     @property
     def activation_kb(self) -> float:
@@ -134,17 +140,40 @@ class ModelStats:
 
 @dataclasses.dataclass
 class _Frame:
+    """One module call on the recorder's stack; ``subtree_params`` (its per-call parameter count) is set on exit."""
+
     path: tuple[str, ...]
+    parent: _Frame | None
     has_children: bool = False
+    subtree_params: int = 0
+
+
+@dataclasses.dataclass
+class _Record:
+    """A layer call as seen inside the trace: per-call figures, scaled by the repeat count in ``finish``."""
+
+    path: tuple[str, ...]
+    kind: str
+    module: str
+    output_shape: tuple[int, ...]
+    activation_bytes: int
+    own_params: int
+    macs: int
+    frame: _Frame
 
 
 class _LayerRecorder:
-    """A method interceptor that records the layer calls of one traced forward."""
+    """A method interceptor that records the layer calls of one traced forward.
+
+    Blocks under ``nn.scan`` are traced once but run once per scanned block: there the module sees one block's
+    slice of the stacked parameters, so a layer's repeat count is its stacked parameter count (in the full
+    variables) over its per-call count (or that of its nearest enclosing module with parameters). Flax's scan also
+    runs a partial-evaluation trace of the body to check loop invariants; calls in that trace are not recorded.
+    """
 
     def __init__(self) -> None:
-        self.layers: list[LayerStats] = []
+        self.records: list[_Record] = []
         self._stack: list[_Frame] = []
-        self._params_seen: set[tuple[str, ...]] = set()
 
     def __call__(self, next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
         module = context.module
@@ -153,42 +182,95 @@ class _LayerRecorder:
         path = tuple(module.path)
         if self._stack and self._stack[-1].path == path:  # a module calling another of its own methods
             return next_fun(*args, **kwargs)
-        if self._stack:
-            self._stack[-1].has_children = True
-        frame = _Frame(path)
+        parent = self._stack[-1] if self._stack else None
+        if parent is not None:
+            parent.has_children = True
+        frame = _Frame(path, parent)
         self._stack.append(frame)
         try:
             outputs = next_fun(*args, **kwargs)
         finally:
             self._stack.pop()
-        own = _own_params(module)
+        arrays = [a for a in jax.tree_util.tree_leaves(outputs) if hasattr(a, "shape")]
+        if any(isinstance(a, pe.JaxprTracer) for a in arrays):  # nn.scan's invariant-checking trace
+            return outputs
+        params = module.variables.get("params", {})
+        frame.subtree_params = _size(params)
+        own = {k: v for k, v in params.items() if hasattr(v, "shape")}
         if own or (not frame.has_children and not isinstance(module, _SKIPPED_TYPES)):
-            self.layers.append(self._layer(module, path, own, outputs))
+            self.records.append(_record(module, path, own, arrays, frame))
         return outputs
 
-    def _layer(self, module: nn.Module, path: tuple[str, ...], own: dict[str, Any], outputs: Any) -> LayerStats:
-        arrays = [a for a in jax.tree_util.tree_leaves(outputs) if hasattr(a, "shape")]
-        out_shape = tuple(arrays[0].shape) if arrays else ()
-        out_size = math.prod(out_shape)
-        kind = _kind(module)
-        if kind in COMPUTE_KINDS:
-            # Flax kernels are (*window, Cin / groups, Cout) for conv and (Din, Dout) for dense.
-            macs = out_size * math.prod(own["kernel"].shape[:-1])
-        elif kind == "pool":
-            macs = out_size * module.window**2
-        else:
-            macs = 0
-        params = 0 if path in self._params_seen else sum(math.prod(v.shape) for v in own.values())
-        self._params_seen.add(path)
-        return LayerStats(
-            path="/".join(path),
-            kind=kind,
-            module=type(module).__name__,
-            output_shape=out_shape,
-            activation_bytes=sum(math.prod(a.shape) * jnp.dtype(a.dtype).itemsize for a in arrays),
-            params=params,
-            macs=macs,
-        )
+    def finish(self, params: Any) -> list[LayerStats]:
+        """Layer rows given the model's full parameter tree (stacked along any scan axes)."""
+        seen: set[tuple[str, ...]] = set()
+        rows = []
+        for r in self.records:
+            repeats = _repeats(r, params)
+            stacked = 0 if r.path in seen else r.own_params * repeats
+            seen.add(r.path)
+            rows.append(
+                LayerStats(
+                    path="/".join(r.path),
+                    kind=r.kind,
+                    module=r.module,
+                    output_shape=r.output_shape,
+                    activation_bytes=r.activation_bytes * repeats,
+                    params=stacked,
+                    macs=r.macs * repeats,
+                    repeats=repeats,
+                )
+            )
+        return rows
+
+
+def _record(module: nn.Module, path: tuple[str, ...], own: dict[str, Any], arrays: list[Any], frame: _Frame) -> _Record:
+    out_shape = tuple(arrays[0].shape) if arrays else ()
+    out_size = math.prod(out_shape)
+    kind = _kind(module)
+    if kind in COMPUTE_KINDS:
+        # Flax kernels are (*window, Cin / groups, Cout) for conv and (Din, Dout) for dense.
+        macs = out_size * math.prod(own["kernel"].shape[:-1])
+    elif kind == "pool":
+        macs = out_size * module.window**2
+    else:
+        macs = 0
+    return _Record(
+        path=path,
+        kind=kind,
+        module=type(module).__name__,
+        output_shape=out_shape,
+        activation_bytes=sum(math.prod(a.shape) * jnp.dtype(a.dtype).itemsize for a in arrays),
+        own_params=sum(math.prod(v.shape) for v in own.values()),
+        macs=macs,
+        frame=frame,
+    )
+
+
+def _size(tree: Any) -> int:
+    return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def _subtree(params: Any, path: tuple[str, ...]) -> Any:
+    for name in path:
+        if not hasattr(params, "get") or name not in params:
+            return None
+        params = params[name]
+    return params
+
+
+def _repeats(record: _Record, params: Any) -> int:
+    """How many times a recorded call runs: 1, or the product of the scan lengths around it."""
+    if record.own_params:
+        node = _subtree(params, record.path)
+        stacked = _size([v for v in node.values() if hasattr(v, "shape")]) if node is not None else 0
+        return max(1, round(stacked / record.own_params))
+    frame: _Frame | None = record.frame
+    while frame is not None and not frame.subtree_params:
+        frame = frame.parent
+    if frame is None:
+        return 1
+    return max(1, round(_size(_subtree(params, frame.path)) / frame.subtree_params))
 
 
 def _kind(module: nn.Module) -> str:
@@ -267,7 +349,8 @@ def analyze(
     init_recorder = _LayerRecorder()
     with nn.intercept_methods(init_recorder):
         variables = jax.eval_shape(lambda x: model.init(key, x, train=False), images)
-    params = sum(math.prod(p.shape) for p in jax.tree_util.tree_leaves(variables.get("params", {})))
+    params = _size(variables.get("params", {}))
+    init_layers = init_recorder.finish(variables.get("params", {}))
 
     def forward(v: Any, x: jax.Array) -> Any:
         return model.apply(v, x, train=train, rngs={"dropout": key}, mutable=["batch_stats"])
@@ -282,8 +365,8 @@ def analyze(
         in_channels=in_channels,
         num_classes=model.num_classes,
         params=params,
-        layers=tuple(recorder.layers),
-        unattributed_params=params - sum(layer.params for layer in init_recorder.layers),
+        layers=tuple(recorder.finish(variables.get("params", {}))),
+        unattributed_params=params - sum(layer.params for layer in init_layers),
         program_macs=program_macs(closed.jaxpr),
     )
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from cnn_jax.models.layers import Array, ModelOutput, Pool, adaptive_avg_pool, check_images, conv_kernel_init
@@ -62,7 +63,8 @@ class LocalResponseNorm(nn.Module):
         half = self.size // 2
         window = (1,) * (x.ndim - 1) + (self.size,)
         padding = ((0, 0),) * (x.ndim - 1) + ((half, self.size - 1 - half),)
-        sums = lax.reduce_window(x * x, jnp.zeros((), x.dtype), lax.add, window, (1,) * x.ndim, padding)
+        # A concrete zero makes this a windowed sum, which JAX can differentiate.
+        sums = lax.reduce_window(x * x, np.zeros((), x.dtype), lax.add, window, (1,) * x.ndim, padding)
         alpha = self.alpha / self.size if self.alpha_per_size else self.alpha
         return x / (self.k + alpha * sums) ** self.beta
 

@@ -29,12 +29,12 @@ class ResidualBlock(nn.Module):
       planes: the stage's base width; the block outputs ``planes * expansion`` channels.
       strides: spatial stride of the block (2 in the first block of stages 2-4).
       shortcut: form of the projection used where the shortcut changes shape. ``"conv"`` is He et al.'s option B
-        (strided 1x1 conv + BN); ``"avg"`` is ResNet-D (He et al. 2019, "Bag of Tricks", arXiv:1812.01187, Sec. 4.1):
+        (strided 1x1 conv + BN); ``"avg"`` is ResNet-D (He et al. 2019, "Bag of Tricks", arXiv:1812.01187, Sec. 4.2):
         2x2 average pool with the stride, then a 1x1 conv + BN, so the projection sees every input pixel.
       down_kernel_size: kernel of a strided ``"conv"`` projection (3 in SENet-154; 1x1 wherever the stride is 1).
       drop_path_rate: stochastic-depth rate of the residual branch (Huang et al. 2016).
       zero_init_residual: start the last BN gamma of the branch at zero, so a fresh block is its shortcut
-        (Goyal et al. 2017, arXiv:1706.02677 Sec. 5.1; torchvision's and timm's recipes turn it on).
+        (Goyal et al. 2017, arXiv:1706.02677; torchvision's ``zero_init_residual``, on by default in timm).
     """
 
     planes: int
@@ -64,7 +64,12 @@ class ResidualBlock(nn.Module):
                     x = Pool("avg", 2, strides, ceil_mode=True, count_include_pad=False, name="downsample_pool")(x)
                 strides, kernel = 1, 1
             x = ConvNormAct(
-                self.out_channels, kernel, strides, act=None, dtype=self.dtype, param_dtype=self.param_dtype,
+                self.out_channels,
+                kernel,
+                strides,
+                act=None,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
                 name="downsample",
             )(x, train=train)
         return nn.relu(branch + x)
@@ -101,9 +106,9 @@ class BasicBlock(ResidualBlock):
             )
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         out = ConvNormAct(self.planes // self.reduce_first, 3, self.strides, name="conv1", **kw)(x, train=train)
-        out = ConvNormAct(
-            self.out_channels, 3, act=None, zero_init_norm=self.zero_init_residual, name="conv2", **kw
-        )(out, train=train)
+        out = ConvNormAct(self.out_channels, 3, act=None, zero_init_norm=self.zero_init_residual, name="conv2", **kw)(
+            out, train=train
+        )
         out = self.squeeze_excite(out, self.se_reduction)
         return self.merge(x, out, train=train)
 
@@ -133,8 +138,8 @@ class Bottleneck(ResidualBlock):
         stride_1x1, stride_3x3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
         out = ConvNormAct(width // self.reduce_first, 1, stride_1x1, name="conv1", **kw)(x, train=train)
         out = ConvNormAct(width, 3, stride_3x3, groups=self.groups, name="conv2", **kw)(out, train=train)
-        out = ConvNormAct(
-            self.out_channels, 1, act=None, zero_init_norm=self.zero_init_residual, name="conv3", **kw
-        )(out, train=train)
+        out = ConvNormAct(self.out_channels, 1, act=None, zero_init_norm=self.zero_init_residual, name="conv3", **kw)(
+            out, train=train
+        )
         out = self.squeeze_excite(out, self.se_reduction)
         return self.merge(x, out, train=train)

@@ -7,6 +7,10 @@
   the paper's CIFAR choice) subsamples with the stride and appends zero channels, so it has no parameters; option
   B (``shortcut="B"``) projects with a strided 1x1 conv + BN. Counts with option A: 269,722 / 464,154 / 658,586 /
   853,018 / 1,727,962 / 19,421,274 (the paper's 0.27M ... 19.4M).
+  Deviation: ``resnet1202`` starts the last BN scale of each residual branch at 0.1 instead of 1
+  (``residual_gamma_init``). With untrained BN statistics every block roughly doubles the activations in evaluation
+  mode, and 600 blocks overflow float32 (NaN logits at init); the paper only ever evaluates trained statistics.
+  Same parameters; pass ``residual_gamma_init=1.0`` for the plain init.
 - Huang, Sun, Liu, Sedra & Weinberger 2016, "Deep Networks with Stochastic Depth", arXiv:1603.09382, Sec. 3-4:
   ``resnet110_sd`` is resnet110 trained with stochastic depth, survival probability p_l = 1 - l/L (1 - p_L) for unit
   l of L = 54, p_L = 0.5 (``drop_path_rate=0.5``, rule ``"huang"``). The paper scales the branch by p_l at test
@@ -26,8 +30,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnn_jax.models.layers import Array, ClassifierHead, ConvNormAct, Dtype, ModelOutput, check_images
-from cnn_jax.models.preact_resnet import PreActResNet, drop_branch, run_stage, stage_drop_path_rates
+from cnn_jax.models.layers import BN_CONVENTIONS, Array, ClassifierHead, ConvNormAct, Dtype, ModelOutput, check_images
+from cnn_jax.models.preact_resnet import PreActResNet, conv, drop_branch, run_stage, stage_drop_path_rates
 from cnn_jax.registry import ModelInfo, register_model
 
 SHORTCUTS = ("A", "B")
@@ -44,19 +48,35 @@ def zero_pad_shortcut(x: Array, features: int, strides: int) -> Array:
 
 
 class CifarBasicBlock(nn.Module):
-    """conv3x3-BN-ReLU -> conv3x3-BN, plus the shortcut, then ReLU (He et al. 2015 Fig. 5 left, Sec. 4.2)."""
+    """conv3x3-BN-ReLU -> conv3x3-BN, plus the shortcut, then ReLU (He et al. 2015 Fig. 5 left, Sec. 4.2).
+
+    ``residual_gamma_init`` is the initial scale of the branch's last BN (1.0: the usual init).
+    """
 
     features: int
     strides: int = 1
     shortcut: str = "A"
+    residual_gamma_init: float = 1.0
     dtype: Dtype = None
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, drop_path_rate: float | Array = 0.0) -> Array:
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        y = ConvNormAct(self.features, 3, self.strides, name="conv1", **kw)(x, train=train)
-        y = ConvNormAct(self.features, 3, act=None, name="conv2", **kw)(y, train=train)
+        momentum, epsilon = BN_CONVENTIONS["pytorch"]
+
+        def bn(name: str, gamma: float = 1.0) -> nn.BatchNorm:
+            return nn.BatchNorm(
+                use_running_average=not train,
+                momentum=momentum,
+                epsilon=epsilon,
+                scale_init=nn.initializers.constant(gamma),
+                name=name,
+                **kw,
+            )
+
+        y = nn.relu(bn("bn1")(conv(self.features, 3, self.strides, name="conv1", **kw)(x)))
+        y = bn("bn2", self.residual_gamma_init)(conv(self.features, 3, 1, name="conv2", **kw)(y))
         y = drop_branch(self, y, drop_path_rate, train=train)
         if self.strides != 1 or x.shape[-1] != self.features:
             if self.shortcut == "A":
@@ -74,12 +94,14 @@ class CifarResNet(nn.Module):
     Attributes:
       stages: (blocks, filters) per stage; Table 6 uses ``((n, 16), (n, 32), (n, 64))``.
       shortcut: "A" (zero-padding identity, the paper's CIFAR nets) or "B" (projection where the shape changes).
+      residual_gamma_init: initial scale of the last BN of every residual branch (see the module docstring).
       drop_path_rule: stochastic-depth decay over the blocks (a key of ``layers.DROP_PATH_RULES``).
       scan_blocks: run each stage's identical blocks under ``nn.scan`` (stacked parameters).
     """
 
     stages: Sequence[tuple[int, int]] = ((3, 16), (3, 32), (3, 64))
     shortcut: str = "A"
+    residual_gamma_init: float = 1.0
     drop_path_rule: str = "huang"
     scan_blocks: bool = True
     num_classes: int = 1000
@@ -100,7 +122,13 @@ class CifarResNet(nn.Module):
         x = ConvNormAct(self.stages[0][1], 3, name="stem", **kw)(images, train=train)
         for index, ((_, features), rates) in enumerate(zip(self.stages, self.drop_path_schedule(), strict=True)):
             x = run_stage(
-                functools.partial(CifarBasicBlock, features=features, shortcut=self.shortcut, **kw),
+                functools.partial(
+                    CifarBasicBlock,
+                    features=features,
+                    shortcut=self.shortcut,
+                    residual_gamma_init=self.residual_gamma_init,
+                    **kw,
+                ),
                 x,
                 rates,
                 strides=1 if index == 0 else 2,
@@ -147,6 +175,7 @@ for _depth in (20, 32, 44, 56, 110, 1202):
             RESNET, "Sec. 4.2, Table 6 (6n+2, option A)", "resnet_cifar", None if _depth == 1202 else f"resnet{_depth}"
         ),
         stages=_stages((_depth - 2) // 6, (16, 32, 64)),
+        **({"residual_gamma_init": 0.1} if _depth == 1202 else {}),
     )
 
 register_model(

@@ -96,7 +96,9 @@ class DenseLayer(nn.Module):
     def __call__(self, inputs: Sequence[Array], *, train: bool) -> Array:
         first_cls = RematNormActConv if self.memory_efficient else NormActConv
         conv_kw = dict(
-            drop_rate=self.drop_rate, norm_convention=self.norm_convention, dtype=self.dtype,
+            drop_rate=self.drop_rate,
+            norm_convention=self.norm_convention,
+            dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
         if self.bn_size is None:
@@ -153,8 +155,13 @@ class DenseNet(nn.Module):
             x = layers.Pool("max", 3, strides=2, padding=1, name="stem_pool")(x)
         else:
             x = nn.Conv(
-                stem_features, (3, 3), padding=layers.conv_padding(3), use_bias=False,
-                kernel_init=layers.conv_kernel_init, **dt, name="stem",
+                stem_features,
+                (3, 3),
+                padding=layers.conv_padding(3),
+                use_bias=False,
+                kernel_init=layers.conv_kernel_init,
+                **dt,
+                name="stem",
             )(images)
 
         features = [x]
@@ -163,16 +170,24 @@ class DenseNet(nn.Module):
                 # Transition: BN-ReLU-Conv1x1 to floor(theta * m) channels, then 2x2 average pooling.
                 channels = sum(f.shape[-1] for f in features)
                 x = NormActConv(
-                    int(self.compression * channels), 1, drop_rate=self.conv_drop_rate,
-                    norm_convention=self.norm_convention, **dt, name=f"transition{b - 1}",
+                    int(self.compression * channels),
+                    1,
+                    drop_rate=self.conv_drop_rate,
+                    norm_convention=self.norm_convention,
+                    **dt,
+                    name=f"transition{b - 1}",
                 )(tuple(features), train)
                 x = layers.Pool("avg", 2, name=f"transition{b - 1}_pool")(x)
                 features = [x]
             for i in range(num_layers):
                 features.append(
                     DenseLayer(
-                        self.growth_rate, self.bn_size, drop_rate=self.conv_drop_rate,
-                        memory_efficient=self.memory_efficient, norm_convention=self.norm_convention, **dt,
+                        self.growth_rate,
+                        self.bn_size,
+                        drop_rate=self.conv_drop_rate,
+                        memory_efficient=self.memory_efficient,
+                        norm_convention=self.norm_convention,
+                        **dt,
                         name=f"block{b}_layer{i}",
                     )(features, train=train)
                 )

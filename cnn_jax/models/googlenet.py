@@ -202,10 +202,11 @@ class GoogLeNet(nn.Module):
         x = Pool("max", 3, 2, ceil_mode=True, name="maxpool2")(x)
 
         aux: dict[str, Array] = {}
+        # Max-pools maxpool3 / maxpool4 (torchvision's names) precede stages 4 and 5.
         pool_windows = (None, 3, layout.pool4_window)
         for stage, (specs, window) in enumerate(zip(INCEPTION_STAGES, pool_windows, strict=True), start=3):
             if window is not None:
-                x = Pool("max", window, 2, ceil_mode=True, name=f"maxpool{stage}")(x)
+                x = Pool("max", window, 2, ceil_mode=True, name=f"maxpool{stage - 1}")(x)
             for spec in specs:
                 x = InceptionModule(spec, layout.wide_kernel, layout.norm, name=spec.name, **kw)(x, train=train)
                 head = AUX_HEADS.get(spec.name)

@@ -17,9 +17,12 @@
 
 Every conv is conv (no bias) -> BatchNorm (eps 1e-3, the "inception" convention) -> ReLU. Modules are data: a
 branch is a sequence of ``Conv`` / ``PoolOp`` / ``Split`` specs, and a module is a tuple of branches concatenated
-on channels in the reference order (so imported weights line up). Submodule names are TF-slim's (``conv2d_1a``,
-``mixed_5b`` ...); inside a module, op ``j`` of branch ``i`` is ``branch{i}_{j}`` (timm's numbering) and the two
-halves of a ``Split`` are ``branch{i}_{j}a`` / ``b``.
+on channels in the reference order (so imported weights line up). Stems and Inception v3 use TF-slim's names
+(``conv2d_1a``, ``mixed_5b`` ...), the Inception-v4 / Inception-ResNet-v2 bodies the paper's (``inception_a``,
+``reduction_a``, ``inception_resnet_b`` ...); inside a module, op ``j`` of branch ``i`` is ``branch{i}_{j}``
+(timm's numbering) and the two halves of a ``Split`` are ``branch{i}_{j}a`` / ``b``. The repeated identical
+modules of Inception-v4 (4 / 7 / 3) and Inception-ResNet-v2 (10 / 20 / 9) run under ``nn.scan`` by default
+(``scan_blocks``): one compiled body per stage, parameters stacked on a leading axis in timm's order.
 
 Average pooling inside the modules (3x3, stride 1, padding 1) has two conventions, the ``count_include_pad`` field:
 torchvision's Inception v3 counts the zero padding in the divisor (``avg_pool2d`` default), so its ported weights
@@ -29,6 +32,8 @@ a constant map the first gives 4/9 of the value, the second the value itself.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -39,11 +44,11 @@ from cnn_jax.models.googlenet import require_feature_map
 from cnn_jax.models.layers import (
     ClassifierHead,
     ConvNormAct,
-    DropPath,
     ModelOutput,
     Pool,
     check_images,
     conv_kernel_init,
+    drop_path,
     drop_path_rates,
 )
 from cnn_jax.registry import ModelInfo, register_model
@@ -161,7 +166,7 @@ _V4_C: Branches = (
     (Conv(384), Conv(448, (3, 1)), Conv(512, (1, 3)), _split3(256)),
     (AVG_POOL, Conv(256)),
 )
-INCEPTION_V4: tuple[tuple[str, Op | Branches], ...] = (
+INCEPTION_V4_STEM: tuple[tuple[str, Op | Branches], ...] = (  # Fig. 3 (299 -> 35)
     ("conv2d_1a", reduce(32)),
     ("conv2d_2a", Conv(32, 3, 1, "valid")),
     ("conv2d_2b", Conv(64, 3)),
@@ -174,59 +179,49 @@ INCEPTION_V4: tuple[tuple[str, Op | Branches], ...] = (
         ),
     ),
     ("mixed_5a", ((reduce(192),), (MAX_POOL_S2,))),
-    *((f"mixed_5{c}", _V4_A) for c in "bcde"),
+)
+
+
+class Stage(NamedTuple):
+    """``depth`` identical modules (or Inception-ResNet blocks where ``residual``) named ``name``."""
+
+    name: str
+    branches: Branches
+    depth: int = 1
+    residual: bool = False
+
+
+INCEPTION_V4_BODY: tuple[Stage, ...] = (  # Fig. 9
+    Stage("inception_a", _V4_A, 4),
     # Reduction-A with Table 1's (k, l, m, n) = (192, 224, 256, 384).
-    ("mixed_6a", ((reduce(384),), (Conv(192), Conv(224, 3), reduce(256)), (MAX_POOL_S2,))),
-    *((f"mixed_6{c}", _V4_B) for c in "bcdefgh"),
-    (
-        "mixed_7a",
-        (
-            (Conv(192), reduce(192)),
-            (Conv(256), Conv(256, (1, 7)), Conv(320, (7, 1)), reduce(320)),
-            (MAX_POOL_S2,),
-        ),
+    Stage("reduction_a", ((reduce(384),), (Conv(192), Conv(224, 3), reduce(256)), (MAX_POOL_S2,))),
+    Stage("inception_b", _V4_B, 7),
+    Stage(
+        "reduction_b",
+        ((Conv(192), reduce(192)), (Conv(256), Conv(256, (1, 7)), Conv(320, (7, 1)), reduce(320)), (MAX_POOL_S2,)),
     ),
-    *((f"mixed_7{c}", _V4_C) for c in "bcd"),
+    Stage("inception_c", _V4_C, 3),
 )
 
 # ---- Inception-ResNet-v2 (TF-slim layout) ----------------------------------------------------------------------
 IR_V2_STEM: tuple[tuple[str, Op | Branches], ...] = SLIM_STEM + (
     ("mixed_5b", ((Conv(96),), (Conv(48), Conv(64, 5)), (Conv(64), Conv(96, 3), Conv(96, 3)), (AVG_POOL, Conv(64)))),
 )
-
-
-class ResidualStage(NamedTuple):
-    """A grid reduction (name, module; None for the first stage) followed by ``depth`` residual blocks."""
-
-    reduction: tuple[str, Branches] | None
-    block: str
-    branches: Branches
-    depth: int
-
-
-IR_V2_STAGES: tuple[ResidualStage, ...] = (
-    ResidualStage(None, "block35", ((Conv(32),), (Conv(32), Conv(32, 3)), (Conv(32), Conv(48, 3), Conv(64, 3))), 10),
-    ResidualStage(
-        ("mixed_6a", ((reduce(384),), (Conv(256), Conv(256, 3), reduce(384)), (MAX_POOL_S2,))),  # k,l,m,n Table 1
-        "block17",
-        ((Conv(192),), (Conv(128), Conv(160, (1, 7)), Conv(192, (7, 1)))),
-        20,
+_IR_C: Branches = ((Conv(192),), (Conv(192), Conv(224, (1, 3)), Conv(256, (3, 1))))
+IR_V2_BODY: tuple[Stage, ...] = (
+    Stage("inception_resnet_a", ((Conv(32),), (Conv(32), Conv(32, 3)), (Conv(32), Conv(48, 3), Conv(64, 3))), 10,
+          residual=True),
+    # Reduction-A with Table 1's (k, l, m, n) = (256, 256, 384, 384).
+    Stage("reduction_a", ((reduce(384),), (Conv(256), Conv(256, 3), reduce(384)), (MAX_POOL_S2,))),
+    Stage("inception_resnet_b", ((Conv(192),), (Conv(128), Conv(160, (1, 7)), Conv(192, (7, 1)))), 20, residual=True),
+    Stage(
+        "reduction_b",
+        ((Conv(256), reduce(384)), (Conv(256), reduce(288)), (Conv(256), Conv(288, 3), reduce(320)), (MAX_POOL_S2,)),
     ),
-    ResidualStage(
-        (
-            "mixed_7a",
-            (
-                (Conv(256), reduce(384)),
-                (Conv(256), reduce(288)),
-                (Conv(256), Conv(288, 3), reduce(320)),
-                (MAX_POOL_S2,),
-            ),
-        ),
-        "block8",
-        ((Conv(192),), (Conv(192), Conv(224, (1, 3)), Conv(256, (3, 1)))),
-        10,
-    ),
+    Stage("inception_resnet_c", _IR_C, 9, residual=True),
 )
+# TF-slim's last 8x8 block: unscaled and without ReLU, before the final 1x1 conv.
+IR_V2_LAST = Stage("inception_resnet_c_last", _IR_C, 1, residual=True)
 
 
 # ---- Builders ----------------------------------------------------------------------------------------------------
@@ -279,25 +274,63 @@ class Mixed(nn.Module):
 
 
 class InceptionResidual(nn.Module):
-    """Inception-ResNet block (Figs. 16, 17, 19, Fig. 20 scaling): relu(x + scale * conv1x1(branches(x)))."""
+    """Inception-ResNet block (Figs. 16, 17, 19, Fig. 20 scaling): relu(x + scale * conv1x1(branches(x))).
+
+    ``drop_path_rate`` is a call argument so that scanned stages can pass each block's rate as an array.
+    """
 
     branches: Branches
     scale: float
     activate: bool = True
-    drop_path_rate: float = 0.0
     count_include_pad: bool = True
     dtype: Any = None
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Array, *, train: bool) -> Array:
+    def __call__(self, x: Array, *, train: bool, drop_path_rate: float | Array = 0.0) -> Array:
         y = apply_branches(self.branches, x, train=train, count_include_pad=self.count_include_pad,
                            dtype=self.dtype, param_dtype=self.param_dtype)
         # Linear 1x1 conv back to the input width, with bias and no BN (TF-slim / timm "conv2d").
         y = nn.Conv(x.shape[-1], (1, 1), kernel_init=conv_kernel_init, dtype=self.dtype,
                     param_dtype=self.param_dtype, name="conv2d")(y)
-        x = x + DropPath(self.drop_path_rate, name="drop_path")(y * self.scale, train=train)
+        y = y * self.scale
+        if train and not (isinstance(drop_path_rate, float) and drop_path_rate == 0.0):
+            y = drop_path(y, drop_path_rate, self.make_rng("dropout"))
+        x = x + y
         return nn.relu(x) if self.activate else x
+
+
+def run_stage(make_block: Callable[[str], nn.Module], x: Array, name: str, rates: Sequence[float] | None, *,
+              depth: int, train: bool, scan: bool) -> Array:
+    """Runs ``depth`` identical blocks made by ``make_block(name)``; ``rates`` are per-block drop-path rates
+    (residual blocks) or None.
+
+    With ``scan`` they are one ``nn.scan`` module ``name`` whose parameters and BatchNorm statistics are stacked on a
+    leading axis (one compiled body, whatever the depth); otherwise ``depth`` modules ``{name}_{i}``. A single block
+    is always the module ``name``.
+    """
+
+    def call(block: nn.Module, h: Array, rate: float | Array) -> Array:
+        return block(h, train=train) if rates is None else block(h, train=train, drop_path_rate=rate)
+
+    per_block = [0.0] * depth if rates is None else list(rates)
+    if depth == 1:
+        return call(make_block(name=name), x, per_block[0])
+    if not scan:
+        for i, rate in enumerate(per_block):
+            x = call(make_block(name=f"{name}_{i}"), x, rate)
+        return x
+    # Zero rates stay a Python 0.0, so training without drop-path needs no "dropout" PRNG stream.
+    traced = any(rate > 0.0 for rate in per_block)
+
+    def body(block: nn.Module, carry: Array, rate: Array) -> tuple[Array, None]:
+        return call(block, carry, rate if traced else 0.0), None
+
+    scanned = nn.scan(
+        body, variable_axes={"params": 0, "batch_stats": 0}, split_rngs={"params": True, "dropout": True}, length=depth
+    )
+    x, _ = scanned(make_block(name=name), x, jnp.asarray(per_block, jnp.float32))
+    return x
 
 
 class InceptionV3Aux(nn.Module):
@@ -353,7 +386,13 @@ class InceptionV3(nn.Module):
 
 
 class InceptionV4(nn.Module):
-    """Inception-v4 (Fig. 9). ``count_include_pad``: see the module docstring (timm / TF-slim: False)."""
+    """Inception-v4 (Fig. 9).
+
+    Attributes:
+      count_include_pad: see the module docstring (timm / TF-slim: False).
+      scan_blocks: run the 4 / 7 / 3 identical Inception-A/B/C modules under ``nn.scan`` (parameters stacked under
+        ``inception_a`` ...); False gives one module each (``inception_a_0`` ...).
+    """
 
     num_classes: int = 1000
     in_channels: int = 3
@@ -361,15 +400,19 @@ class InceptionV4(nn.Module):
     param_dtype: Any = jnp.float32
     drop_rate: float = 0.2
     count_include_pad: bool = False
+    scan_blocks: bool = True
 
     @nn.compact
     def __call__(self, images: Array, *, train: bool) -> ModelOutput:
         check_images(images, self.in_channels, "InceptionV4")
+        kw = dict(count_include_pad=self.count_include_pad, dtype=self.dtype, param_dtype=self.param_dtype)
         x = images
-        for name, spec in INCEPTION_V4:
-            x = apply_layer(name, spec, x, train=train, count_include_pad=self.count_include_pad, dtype=self.dtype,
-                            param_dtype=self.param_dtype)
-        require_feature_map(x, "InceptionV4", "mixed_7d")
+        for name, spec in INCEPTION_V4_STEM:
+            x = apply_layer(name, spec, x, train=train, **kw)
+        for stage in INCEPTION_V4_BODY:
+            x = run_stage(functools.partial(Mixed, stage.branches, **kw), x, stage.name, None, depth=stage.depth,
+                          train=train, scan=self.scan_blocks)
+        require_feature_map(x, "InceptionV4", "inception_c")
         logits = ClassifierHead(self.num_classes, self.drop_rate, dtype=self.dtype, param_dtype=self.param_dtype,
                                 name="head")(x, train=train)
         return ModelOutput(logits=logits)
@@ -380,9 +423,11 @@ class InceptionResNetV2(nn.Module):
 
     Attributes:
       residual_scales: the residual scaling of the 35x35, 17x17 and 8x8 blocks (Sec. 3.3).
-      drop_path_rate: stochastic depth of the residual branches, rising linearly over the 40 blocks by
-        ``drop_path_rule`` (the paper and timm use none; ``"linspace"`` is timm's rule for its other models).
+      drop_path_rate: stochastic depth of the 40 residual branches, rising with depth by ``drop_path_rule`` (the
+        paper and timm use none; ``"linspace"`` is timm's rule for its other models).
       count_include_pad: see the module docstring (TF-slim / timm: False).
+      scan_blocks: run each stage's identical residual blocks under ``nn.scan`` (parameters stacked under
+        ``inception_resnet_a`` ...); False gives one module each (``inception_resnet_a_0`` ...).
     """
 
     num_classes: int = 1000
@@ -394,6 +439,7 @@ class InceptionResNetV2(nn.Module):
     drop_path_rule: str = "linspace"
     residual_scales: tuple[float, float, float] = (0.17, 0.1, 0.2)
     count_include_pad: bool = False
+    scan_blocks: bool = True
 
     @nn.compact
     def __call__(self, images: Array, *, train: bool) -> ModelOutput:
@@ -402,17 +448,17 @@ class InceptionResNetV2(nn.Module):
         x = images
         for name, spec in IR_V2_STEM:
             x = apply_layer(name, spec, x, train=train, **kw)
-        rates = iter(drop_path_rates(self.drop_path_rate, sum(s.depth for s in IR_V2_STAGES), self.drop_path_rule))
-        for stage, scale in zip(IR_V2_STAGES, self.residual_scales, strict=True):
-            if stage.reduction is not None:
-                x = apply_layer(*stage.reduction, x, train=train, **kw)
-            for i in range(stage.depth):
-                # TF-slim ends with an unscaled 8x8 block without ReLU before the final 1x1 conv.
-                last = stage is IR_V2_STAGES[-1] and i == stage.depth - 1
-                x = InceptionResidual(
-                    stage.branches, 1.0 if last else scale, activate=not last, drop_path_rate=next(rates),
-                    name=f"{stage.block}_{i}", **kw,
-                )(x, train=train)
+        stages = IR_V2_BODY + (IR_V2_LAST,)
+        rates = drop_path_rates(self.drop_path_rate, sum(s.depth for s in stages if s.residual), self.drop_path_rule)
+        scales = iter(self.residual_scales + (1.0,))
+        for stage in stages:
+            if stage.residual:
+                make = functools.partial(InceptionResidual, stage.branches, next(scales),
+                                         activate=stage is not IR_V2_LAST, **kw)
+                stage_rates, rates = rates[: stage.depth], rates[stage.depth :]
+            else:
+                make, stage_rates = functools.partial(Mixed, stage.branches, **kw), None
+            x = run_stage(make, x, stage.name, stage_rates, depth=stage.depth, train=train, scan=self.scan_blocks)
         x = ConvNormAct(1536, 1, norm_convention="inception", dtype=self.dtype, param_dtype=self.param_dtype,
                         name="conv2d_7b")(x, train=train)
         require_feature_map(x, "InceptionResNetV2", "conv2d_7b")

@@ -39,6 +39,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from cnn_jax.models.layers import Activation, Array, Dtype, ModelOutput, Pool, check_images
 from cnn_jax.registry import ModelInfo, register_model
@@ -106,7 +107,7 @@ class PartialConv(nn.Module):
         outputs, order = [], []
         for fan_in in sorted({len(inputs) for inputs in self.table}):
             maps = [i for i, inputs in enumerate(self.table) if len(inputs) == fan_in]
-            gathered = jnp.take(x, jnp.array([c for i in maps for c in self.table[i]]), axis=-1)
+            gathered = jnp.take(x, np.array([c for i in maps for c in self.table[i]]), axis=-1)
             outputs.append(
                 nn.Conv(
                     len(maps),
@@ -121,7 +122,7 @@ class PartialConv(nn.Module):
             order += maps
         y = jnp.concatenate(outputs, axis=-1)
         if order != sorted(order):  # back to table order
-            y = jnp.take(y, jnp.argsort(jnp.array(order)), axis=-1)
+            y = jnp.take(y, np.argsort(order), axis=-1)
         return y
 
 

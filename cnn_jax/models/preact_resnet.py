@@ -9,9 +9,10 @@
     parameters, as timm.
   * CIFAR ``preact_resnet164/1001`` (Table 4): 3x3 conv 16, three stages of n = (depth - 2) / 9 bottleneck units
     with outputs 64/128/256 (inner widths 16/32/64), final BN-ReLU, global pool, FC. Stride on the first 1x1 as in
-    the authors' code (KaimingHe/resnet-1k-layers ``resnet-pre-act.lua``). Pre-act ResNet-1001 has 10,327,706
-    parameters here, while Table 4 says 10.2M; the count depends on where the projections sit, and this is the
-    authors' code's placement (one projection per stage).
+    the authors' code (KaimingHe/resnet-1k-layers ``resnet-pre-act.lua``): 244.5M / 1.488G MACs, where models.md's
+    247.6M / 1.491G count the stride on the 3x3 (``stride_on_3x3=True``; same parameters). Pre-act ResNet-1001 has
+    10,327,706 parameters here (= models.md), while Table 4 says 10.2M; this is the authors' code's layout (one
+    projection per stage).
 - Zagoruyko & Komodakis 2016, "Wide Residual Networks", arXiv:1605.07146, Table 1: WRN-d-k on CIFAR, 3x3 conv 16,
   three stages of (d - 4) / 6 pre-activation basic units 16k/32k/64k wide, 1x1 projections where the shape changes,
   dropout between the two convs of a unit (``block_dropout``; 0.3 in the paper's dropout runs, Sec. 2.4).
@@ -80,8 +81,9 @@ def run_stage(
     """Runs one stage: ``block(strides=..., name=...)`` makes a unit, called as ``unit(x, train=, drop_path_rate=)``.
 
     The first unit (stride, projection) is ``{prefix}_block0``. The ``len(rates) - 1`` identical units after it are
-    ``{prefix}_block1...`` or, with ``scan``, a single ``nn.scan`` module ``{prefix}_blocks`` whose parameters and
-    BatchNorm statistics are stacked on a leading axis and whose per-unit drop-path rates are a scanned array.
+    ``{prefix}_block1...`` or, with ``scan``, a single ``nn.scan`` module ``{prefix}_blocks`` whose parameters,
+    BatchNorm statistics and captured intermediates are stacked on a leading axis and whose per-unit drop-path rates
+    are a scanned array.
     """
     x = block(strides=strides, name=f"{prefix}_block0")(x, train=train, drop_path_rate=rates[0])
     rest = list(rates[1:])
@@ -99,7 +101,7 @@ def run_stage(
 
     scanned = nn.scan(
         body,
-        variable_axes={"params": 0, "batch_stats": 0},
+        variable_axes={"params": 0, "batch_stats": 0, "intermediates": 0},
         split_rngs={"params": True, "dropout": True},
         length=len(rest),
     )
@@ -205,6 +207,7 @@ class PreActResNet(nn.Module):
         return stage_drop_path_rates(self.drop_path_rate, [depth for depth, _ in self.stages], self.drop_path_rule)
 
     def make_block(self) -> Callable[..., nn.Module]:
+        """The unit constructor with this network's options; stages add ``features``, ``strides`` and ``name``."""
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         if self.block == "basic":
             return functools.partial(PreActBasicBlock, dropout_rate=self.block_dropout, **kw)

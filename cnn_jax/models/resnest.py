@@ -1,10 +1,10 @@
 """ResNeSt: the ResNet stage builder with a split-attention bottleneck.
 
 Zhang, Wu, Zhang, Zhu, Lin, Zhang, Sun, He, Mueller, Manmatha, Li & Smola 2020, "ResNeSt: Split-Attention
-Networks", arXiv:2004.08955: split-attention block Sec. 3.1-3.2 (Fig. 2 right, radix-major form Fig. 4), network
-tweaks Sec. 5.1 (deep stem, average-pool downsampling "avd" in the block and in the shortcut), ResNeSt-50/101 with
-radix 2 and cardinality 1 (Table 3/4 "2s1x64d"). Layout and names follow timm ``resnest50d`` (stem 32-32-64) and
-``resnest101e`` (stem 64-64-128), which load the authors' weights.
+Networks", arXiv:2004.08955 (v2): split-attention block Sec. 3.1, its radix-major implementation Sec. 3.2 (used
+here), network tweaks Sec. 4.1 (deep stem, average-pool downsampling: "avd" in the block, ResNet-D in the shortcut);
+ResNeSt-50/101 with radix 2, cardinality 1, width 64 ("2s1x64d" in the paper's notation). Layout and names follow
+timm ``resnest50d`` (stem 32-32-64) and ``resnest101e`` (stem 64-64-128), which load the authors' weights.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cnn_jax.registry import ModelInfo, register_model
 
 
 class SplitAttention(nn.Module):
-    """Split-attention 3x3 conv (Sec. 3.2).
+    """Split-attention 3x3 conv (Sec. 3.1, radix-major form of Sec. 3.2).
 
     A 3x3 conv with ``groups * radix`` groups makes ``radix`` splits of ``features`` channels; their sum is
     global-pooled and passed through fc1 -> BN -> ReLU -> fc2 (1x1 convs grouped by cardinality) and an r-softmax
@@ -58,7 +58,7 @@ class SplitAttention(nn.Module):
 
 
 class SplitAttentionBottleneck(ResidualBlock):
-    """1x1 -> split-attention 3x3 -> [3x3 avg pool /2 where strided ("avd")] -> 1x1 x4 (Sec. 3.2, 5.1).
+    """1x1 -> split-attention 3x3 -> [3x3 avg pool /2 where strided ("avd")] -> 1x1 x4 (Sec. 3.1, 4.1).
 
     With ``avd`` the stride moves from the 3x3 conv to an average pool after it (PyTorch ``AvgPool2d(3, s, 1)``,
     padding counted in the mean, as the authors' code).
@@ -77,14 +77,14 @@ class SplitAttentionBottleneck(ResidualBlock):
         width = int(self.planes * self.base_width / 64) * self.groups
         pool_stride = self.strides if self.avd and self.strides > 1 else 1
         out = ConvNormAct(width, 1, name="conv1", **kw)(x, train=train)
-        out = SplitAttention(
-            width, self.strides // pool_stride, self.groups, self.radix, name="conv2", **kw
-        )(out, train=train)
+        out = SplitAttention(width, self.strides // pool_stride, self.groups, self.radix, name="conv2", **kw)(
+            out, train=train
+        )
         if pool_stride > 1:
             out = Pool("avg", 3, pool_stride, padding=1, name="avd_pool")(out)
-        out = ConvNormAct(
-            self.out_channels, 1, act=None, zero_init_norm=self.zero_init_residual, name="conv3", **kw
-        )(out, train=train)
+        out = ConvNormAct(self.out_channels, 1, act=None, zero_init_norm=self.zero_init_residual, name="conv3", **kw)(
+            out, train=train
+        )
         return self.merge(x, out, train=train)
 
 
@@ -120,8 +120,13 @@ register_model(
     "resnest50d",
     ResNeSt,
     ModelInfo(
-        paper=PAPER, table="Sec. 3.2 + 5.1, ResNeSt-50 2s1x64d (deep stem 32-32-64, avd); timm resnest50d",
-        resolution=224, crop_fraction=0.875, family="resnest", reference="resnest50d", min_resolution=32,
+        paper=PAPER,
+        table="Sec. 3.1 + 4.1, ResNeSt-50 2s1x64d (deep stem 32-32-64, avd); timm resnest50d",
+        resolution=224,
+        crop_fraction=0.875,
+        family="resnest",
+        reference="resnest50d",
+        min_resolution=32,
     ),
     stage_sizes=DEPTHS[50],
 )
@@ -129,8 +134,13 @@ register_model(
     "resnest101e",
     ResNeSt,
     ModelInfo(
-        paper=PAPER, table="Sec. 3.2 + 5.1, ResNeSt-101 2s1x64d (deep stem 64-64-128, avd); timm resnest101e",
-        resolution=256, crop_fraction=0.875, family="resnest", reference="resnest101e", min_resolution=32,
+        paper=PAPER,
+        table="Sec. 3.1 + 4.1, ResNeSt-101 2s1x64d (deep stem 64-64-128, avd); timm resnest101e",
+        resolution=256,
+        crop_fraction=0.875,
+        family="resnest",
+        reference="resnest101e",
+        min_resolution=32,
     ),
     stage_sizes=DEPTHS[101],
     stem="s",

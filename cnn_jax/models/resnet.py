@@ -5,7 +5,7 @@
   stride on the bottleneck's 3x3 ("v1.5"; ``stride_in_1x1=True`` is the paper's placement, same parameters,
   ResNet-50 3.86 instead of 4.09 GMACs).
 - Stem/shortcut variants of He, Zhang, Zhang, Zhang, Xie & Li 2019, "Bag of Tricks for Image Classification with
-  Convolutional Neural Networks", arXiv:1812.01187, Sec. 4.1, Fig. 2, named as in timm: ResNet-C (deep 3x3 stem
+  Convolutional Neural Networks", arXiv:1812.01187, Sec. 4.2, Fig. 2, named as in timm: ResNet-C (deep 3x3 stem
   32-32-64), ResNet-D (C + average-pool shortcut), ResNet-S (Gluon's deep stem 64-64-128).
 - ResNeXt: Xie, Girshick, Dollar, Tu & He 2017, "Aggregated Residual Transformations for Deep Neural Networks",
   arXiv:1611.05431, Table 1 (grouped 3x3, form c); ``groups`` x ``base_width`` ("32x4d").
@@ -81,8 +81,10 @@ class ResNet(nn.Module):
       shortcut: projection-shortcut form, "conv" (option B) or "avg" (ResNet-D); see ``ResidualBlock``.
       down_kernel_size: kernel of the strided projection convs (3 in SENet-154).
       groups, base_width, reduce_first, se_reduction, stride_in_1x1: block options (see ``Bottleneck``).
-      zero_init_residual: zero-init the last BN gamma of every residual branch (Goyal et al. 2017). Off by default
-        (the He et al. 2015 init); the torchvision/timm ImageNet recipes turn it on.
+      zero_init_residual: zero-init the last BN gamma of every residual branch, so each block starts as its
+        shortcut (Goyal et al. 2017, arXiv:1706.02677). Off by default (He et al. 2015's init, and so every
+        parameter gets a gradient at step 0); the Goyal et al. large-batch recipe, torchvision's
+        ``zero_init_residual=True`` and timm's default ``zero_init_last`` turn it on.
       drop_path_rule: how the drop-path rate grows with depth (a key of ``layers.DROP_PATH_RULES``).
     """
 
@@ -143,13 +145,20 @@ class ResNet(nn.Module):
 # Registrations.
 RESNET = "He, Zhang, Ren & Sun 2015, Deep Residual Learning for Image Recognition, arXiv:1512.03385"
 TRICKS = "He, Zhang, Zhang, Zhang, Xie & Li 2019, Bag of Tricks for Image Classification with CNNs, arXiv:1812.01187"
-RESNEXT = "Xie, Girshick, Dollar, Tu & He 2017, Aggregated Residual Transformations for Deep Neural Networks, arXiv:1611.05431"
+RESNEXT = (
+    "Xie, Girshick, Dollar, Tu & He 2017, Aggregated Residual Transformations for Deep Neural Networks, "
+    "arXiv:1611.05431"
+)
 WRN = "Zagoruyko & Komodakis 2016, Wide Residual Networks, arXiv:1605.07146"
 SENET = "Hu, Shen, Albanie, Sun & Wu 2018, Squeeze-and-Excitation Networks, arXiv:1709.01507"
 
 BASIC = dict(block=BasicBlock)
 DEPTHS: dict[int, tuple[int, ...]] = {
-    18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
 }
 
 # name -> (ModelInfo fields, architecture arguments). Every row uses the ResNet builder above.
@@ -162,12 +171,15 @@ _VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         for depth in DEPTHS
     },
     "resnet50c": (
-        dict(paper=TRICKS, table="Sec. 4.1 Fig. 2b ResNet-C (deep 3x3 stem 32-32-64); timm resnet50c", family="resnet"),
+        dict(paper=TRICKS, table="Sec. 4.2 Fig. 2b ResNet-C (deep 3x3 stem 32-32-64); timm resnet50c", family="resnet"),
         dict(stage_sizes=DEPTHS[50], stem="c"),
     ),
     "resnet50d": (
-        dict(paper=TRICKS, table="Sec. 4.1 Fig. 2c ResNet-D (ResNet-C + avg-pool shortcut); timm resnet50d",
-             family="resnet"),
+        dict(
+            paper=TRICKS,
+            table="Sec. 4.2 Fig. 2c ResNet-D (ResNet-C + avg-pool shortcut); timm resnet50d",
+            family="resnet",
+        ),
         dict(stage_sizes=DEPTHS[50], stem="c", shortcut="avg"),
     ),
     "resnet50s": (
@@ -204,8 +216,16 @@ _VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
     "senet154": (
         dict(paper=SENET, table="Appendix, SENet-154 (modified SE-ResNeXt-101 64x4d); timm senet154", family="senet"),
-        dict(stage_sizes=DEPTHS[152], groups=64, base_width=4, stem="s", down_kernel_size=3, reduce_first=2,
-             se_reduction=16, drop_rate=0.2),
+        dict(
+            stage_sizes=DEPTHS[152],
+            groups=64,
+            base_width=4,
+            stem="s",
+            down_kernel_size=3,
+            reduce_first=2,
+            se_reduction=16,
+            drop_rate=0.2,
+        ),
     ),
 }
 

@@ -73,14 +73,20 @@ class ShuffleUnitV1(nn.Module):
         mid = self.features // 4
         out = self.features - in_channels if self.strides == 2 else self.features
         if self.strides == 1 and in_channels != self.features:
-            raise ValueError(f"{self.name}: a stride-1 unit needs input = output channels; got {in_channels} -> "
-                             f"{self.features}")
+            raise ValueError(
+                f"{self.name}: a stride-1 unit needs input = output channels; got {in_channels} -> {self.features}"
+            )
         first_groups = self.groups if self.group_first_conv else 1
-        for what, channels, groups in (("input", in_channels, first_groups), ("bottleneck", mid, self.groups),
-                                       ("output", out, self.groups)):
+        for what, channels, groups in (
+            ("input", in_channels, first_groups),
+            ("bottleneck", mid, self.groups),
+            ("output", out, self.groups),
+        ):
             if channels <= 0 or channels % groups:
-                raise ValueError(f"{self.name}: {what} channels {channels} do not divide into {groups} groups "
-                                 f"(unit width {self.features}); choose a scale/stem_features that does")
+                raise ValueError(
+                    f"{self.name}: {what} channels {channels} do not divide into {groups} groups "
+                    f"(unit width {self.features}); choose a scale/stem_features that does"
+                )
 
         conv = dict(norm_convention=self.norm_convention, dtype=self.dtype, param_dtype=self.param_dtype)
         y = layers.ConvNormAct(mid, 1, groups=first_groups, **conv, name="conv1")(x, train=train)
@@ -134,8 +140,9 @@ class ShuffleNetV1(nn.Module):
     def __call__(self, images: Array, *, train: bool) -> layers.ModelOutput:
         layers.check_images(images, self.in_channels, "ShuffleNetV1")
         if self.groups not in V1_STAGE_WIDTHS:
-            raise ValueError(f"ShuffleNetV1: groups must be one of {sorted(V1_STAGE_WIDTHS)} (Table 1); "
-                             f"got {self.groups}")
+            raise ValueError(
+                f"ShuffleNetV1: groups must be one of {sorted(V1_STAGE_WIDTHS)} (Table 1); got {self.groups}"
+            )
         if len(self.stage_repeats) != 3:
             raise ValueError(f"ShuffleNetV1: stage_repeats needs 3 entries (Stages 2-4); got {self.stage_repeats}")
         dt = dict(norm_convention=self.norm_convention, dtype=self.dtype, param_dtype=self.param_dtype)
@@ -148,10 +155,14 @@ class ShuffleNetV1(nn.Module):
         for s, (width, repeats) in enumerate(zip(widths, self.stage_repeats, strict=True), start=2):
             for i in range(repeats):
                 x = ShuffleUnitV1(
-                    width, self.groups, strides=2 if i == 0 else 1,
+                    width,
+                    self.groups,
+                    strides=2 if i == 0 else 1,
                     # Sec. 3.3: no group conv on Stage 2's first pointwise layer (only 24 input channels).
                     group_first_conv=not (s == 2 and i == 0),
-                    drop_path_rate=next(rates), **dt, name=f"stage{s}_block{i}",
+                    drop_path_rate=next(rates),
+                    **dt,
+                    name=f"stage{s}_block{i}",
                 )(x, train=train)
         logits = layers.ClassifierHead(
             self.num_classes, self.drop_rate, dtype=self.dtype, param_dtype=self.param_dtype, name="head"
@@ -181,17 +192,20 @@ class ShuffleUnitV2(nn.Module):
         conv = dict(norm_convention=self.norm_convention, dtype=self.dtype, param_dtype=self.param_dtype)
         if self.strides == 1:
             if in_channels != self.features:
-                raise ValueError(f"{self.name}: a stride-1 unit needs input = output channels; got {in_channels} "
-                                 f"-> {self.features}")
+                raise ValueError(
+                    f"{self.name}: a stride-1 unit needs input = output channels; got {in_channels} -> {self.features}"
+                )
             left, right = jnp.split(x, 2, axis=-1)
         else:
-            left = layers.ConvNormAct(in_channels, 3, strides=self.strides, groups=in_channels, act=None, **conv,
-                                      name="branch1_dw")(x, train=train)
+            left = layers.ConvNormAct(
+                in_channels, 3, strides=self.strides, groups=in_channels, act=None, **conv, name="branch1_dw"
+            )(x, train=train)
             left = layers.ConvNormAct(branch, 1, **conv, name="branch1_conv")(left, train=train)
             right = x
         right = layers.ConvNormAct(branch, 1, **conv, name="branch2_conv1")(right, train=train)
-        right = layers.ConvNormAct(branch, 3, strides=self.strides, groups=branch, act=None, **conv,
-                                   name="branch2_dw")(right, train=train)
+        right = layers.ConvNormAct(branch, 3, strides=self.strides, groups=branch, act=None, **conv, name="branch2_dw")(
+            right, train=train
+        )
         right = layers.ConvNormAct(branch, 1, **conv, name="branch2_conv2")(right, train=train)
         return channel_shuffle(jnp.concatenate([left, right], axis=-1), 2)
 
@@ -234,21 +248,33 @@ class ShuffleNetV2(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Registrations. Every stride is a ceil-mode halving (padded 3x3), so any input size works down to 1x1.
+# Registrations. Every stride is a ceil-mode halving (padded 3x3), so any input size runs; 33 -> 17 -> 9 -> 5 -> 3 -> 2
+# is the smallest whose last stage still sees 2x2 maps (on 1x1 maps a batch-2 BatchNorm after the linear depthwise
+# conv outputs +-1, so the next BatchNorm's batch mean is exactly 0 and training degenerates).
 
-_V1_PAPER = ("Zhang, Zhou, Lin & Sun 2018, ShuffleNet: An Extremely Efficient Convolutional Neural Network for "
-             "Mobile Devices, arXiv:1707.01083")
+_MIN_RESOLUTION = 33
+_V1_PAPER = (
+    "Zhang, Zhou, Lin & Sun 2018, ShuffleNet: An Extremely Efficient Convolutional Neural Network for "
+    "Mobile Devices, arXiv:1707.01083"
+)
 for _g in V1_STAGE_WIDTHS:
     register_model(
         f"shufflenet_v1_g{_g}",
         ShuffleNetV1,
-        ModelInfo(paper=_V1_PAPER, table=f"Table 1 (1x, g={_g}), Fig. 2", family="shufflenet", reference=None,
-                  min_resolution=1),
+        ModelInfo(
+            paper=_V1_PAPER,
+            table=f"Table 1 (1x, g={_g}), Fig. 2",
+            family="shufflenet",
+            reference=None,
+            min_resolution=_MIN_RESOLUTION,
+        ),
         groups=_g,
     )
 
-_V2_PAPER = ("Ma, Zhang, Zheng & Sun 2018, ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture "
-             "Design, arXiv:1807.11164")
+_V2_PAPER = (
+    "Ma, Zhang, Zheng & Sun 2018, ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture "
+    "Design, arXiv:1807.11164"
+)
 # name: (Stage 2-4 widths, Conv5 width), Table 5.
 _V2 = {
     "shufflenet_v2_x0_5": ((48, 96, 192), 1024),
@@ -260,8 +286,13 @@ for _name, (_widths, _final) in _V2.items():
     register_model(
         _name,
         ShuffleNetV2,
-        ModelInfo(paper=_V2_PAPER, table="Table 5, Fig. 3(c)/(d); torchvision layout", family="shufflenet",
-                  reference=_name, min_resolution=1),
+        ModelInfo(
+            paper=_V2_PAPER,
+            table="Table 5, Fig. 3(c)/(d); torchvision layout",
+            family="shufflenet",
+            reference=_name,
+            min_resolution=_MIN_RESOLUTION,
+        ),
         stage_widths=_widths,
         final_features=_final,
     )

@@ -49,9 +49,9 @@ def _render(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: boo
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
-def _short(value: float) -> str:
-    """3 decimals, or 3 significant digits below 1 (LeNet's 0.000417 GMACs)."""
-    return f"{value:,.3f}" if value >= 1 else f"{value:.3g}"
+def _short(value: float, decimals: int) -> str:
+    """Fixed decimals, or 3 significant digits below 1 (LeNet's 0.000417 GMACs)."""
+    return f"{value:,.{decimals}f}" if value >= 1 else f"{value:.3g}"
 
 
 def _shape(shape: Sequence[int]) -> str:
@@ -63,7 +63,7 @@ def layer_summary(stats: ModelStats, *, markdown: bool = False) -> str:
     headers = ["layer", "kind", "output (HxWxC)", "memory (KB)", "params", MACS_HEADER, "FLOPs (2 x MACs)"]
     rows = [
         [
-            layer.path,
+            layer.path + (f" (x{layer.repeats})" if layer.repeats > 1 else ""),
             layer.kind,
             _shape(layer.output_shape),
             f"{layer.activation_kb:,.1f}",
@@ -76,7 +76,7 @@ def layer_summary(stats: ModelStats, *, markdown: bool = False) -> str:
     title = (
         f"{stats.name}: input {stats.resolution}x{stats.resolution}x{stats.in_channels}, batch {stats.batch}, "
         f"{stats.num_classes} classes (activation memory of each layer's float32 output; pool rows count window "
-        "operations, kept out of the MAC total)"
+        "operations, kept out of the MAC total; (xN): a scanned block's layer, run N times, figures are totals)"
     )
     aux = stats.params - stats.inference_params
     totals = [
@@ -131,8 +131,8 @@ def registry_table(rows: Sequence[RegistryRow], *, markdown: bool = False) -> st
             str(r.stats.resolution),
             str(r.stats.num_classes),
             f"{r.stats.params:,}",
-            _short(r.stats.macs / 1e9),
-            _short(r.stats.activation_kb / 1024),
+            _short(r.stats.macs / 1e9, 3),
+            _short(r.stats.activation_kb / 1024, 1),
             f"{r.reference_params:,}" if r.reference_params is not None else "–",
             match_text[r.matches],
         ]

@@ -94,7 +94,8 @@ def train_step_memory(
 def machine() -> str:
     """The device and host the figures were compiled for."""
     device = jax.devices()[0]
-    return f"{device.platform}:{device.device_kind}, {os.cpu_count()} host cores ({platform.machine()}), jax {jax.__version__}"
+    host = f"{os.cpu_count()} host cores ({platform.machine()})"
+    return f"{device.platform}:{device.device_kind}, {host}, jax {jax.__version__}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--compare", default=None, help="a boolean model field compiled off and on")
     parser.add_argument(
-        "--cpu-default-pipeline", action="store_true",
+        "--cpu-default-pipeline",
+        action="store_true",
         help="on CPU, compile with XLA's default passes, which undo rematerialisation (see KEEP_REMAT_OPTIONS)",
     )
     args = parser.parse_args(argv)
@@ -120,7 +122,10 @@ def main(argv: list[str] | None = None) -> None:
         for overrides in settings:
             model = cnn_jax.create_model(args.model, num_classes=args.num_classes, **overrides)
             mem = train_step_memory(
-                model, batch=batch, resolution=resolution, in_channels=in_channels,
+                model,
+                batch=batch,
+                resolution=resolution,
+                in_channels=in_channels,
                 keep_remat=not args.cpu_default_pipeline,
             )
             option = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "-"
