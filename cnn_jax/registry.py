@@ -135,7 +135,8 @@ def create_model(name: str, *, num_classes: int = 1000, **overrides: Any) -> nn.
                 f"blocks to drop (leave {key} at {CONTRACT_DEFAULTS[key]!r})"
             )
         raise TypeError(
-            f"model {name!r} ({entry.cls.__name__}) got an unknown argument {key!r}; accepted: {', '.join(sorted(fields))}"
+            f"model {name!r} ({entry.cls.__name__}) got an unknown argument {key!r}; "
+            f"accepted: {', '.join(sorted(fields))}"
         )
     return entry.cls(**{**entry.kwargs, **overrides})
 

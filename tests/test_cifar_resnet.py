@@ -178,7 +178,7 @@ def _unstack(tree: dict) -> dict:
     ],
 )
 def test_scanned_stages_equal_one_module_per_block(name, overrides):
-    scanned = cnn_jax.create_model(name, num_classes=10, **overrides)
+    scanned = cnn_jax.create_model(name, num_classes=10, scan_blocks=True, **overrides)
     unrolled = scanned.clone(scan_blocks=False)
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
     variables = jax.jit(lambda x: scanned.init(jax.random.key(1), x, train=False))(x)

@@ -62,8 +62,8 @@ def test_conv_norm_act_zero_init_and_padding():
         variables = block.init(jax.random.key(0), x, train=False)
         assert variables["params"]["bn"]["scale"].sum() == 0
         assert block.apply(variables, x, train=False).shape == expected
-    with pytest.raises(ValueError, match="unknown padding mode 'valid'"):
-        layers.conv_padding(3, 1, 1, "valid")
+    with pytest.raises(ValueError, match="unknown padding mode 'reflect'"):
+        layers.conv_padding(3, 1, 1, "reflect")
 
 
 def test_same_and_symmetric_padding_differ_at_stride_2():

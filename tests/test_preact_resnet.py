@@ -107,7 +107,7 @@ def test_invalid_options_are_clear_errors(overrides, message):
 
 
 def test_scanned_units_capture_stacked_intermediates():
-    model = cnn_jax.create_model("resnetv2_50")
+    model = cnn_jax.create_model("resnetv2_50", scan_blocks=True)
     images = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
     _, state = jax.eval_shape(
         lambda v, x: model.apply(v, x, train=False, capture_intermediates=True, mutable=["intermediates"]),

@@ -3,9 +3,9 @@
 import filecmp
 
 import pytest
+from conftest import REFERENCE_DIR, SHARED_REFERENCE_DIR, load_param_counts
 
 import cnn_jax
-from conftest import REFERENCE_DIR, SHARED_REFERENCE_DIR, load_param_counts
 
 
 def test_vendored_reference_matches_shared():

@@ -74,7 +74,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     step_a, params_a = _final_params(tmp_path / "straight")
     step_b, params_b = _final_params(tmp_path / "resumed")
     assert step_a == step_b == 8
-    for a, b in zip(jax.tree_util.tree_leaves(params_a), jax.tree_util.tree_leaves(params_b)):
+    for a, b in zip(jax.tree_util.tree_leaves(params_a), jax.tree_util.tree_leaves(params_b), strict=False):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     losses_a = [r["train/loss"] for r in read_metrics(tmp_path / "straight") if "train/loss" in r]
     losses_b = [r["train/loss"] for r in read_metrics(tmp_path / "resumed") if "train/loss" in r]
@@ -188,13 +188,14 @@ def test_process_shards_are_disjoint_and_cover_the_batch_deterministically():
     # One epoch (15 steps of 64 from 1000) visits 960 distinct examples; a resumed stream continues identically.
     epoch = np.concatenate([pipeline.train_batch_indices(1000, 64, s, seed=3) for s in range(15)])
     assert len(set(epoch.tolist())) == 960
-    assert not np.array_equal(pipeline.train_batch_indices(1000, 64, 15, 3), pipeline.train_batch_indices(1000, 64, 0, 3))
+    next_epoch, first = (pipeline.train_batch_indices(1000, 64, s, seed=3) for s in (15, 0))
+    assert not np.array_equal(next_epoch, first)
 
 
 def test_exact_evaluation_scores_every_example_once():
     data = pipeline.load_dataset("synthetic", image_shape=(8, 8, 1), synthetic_size=4 * 103)
     seen = []
-    for _, labels, mask in pipeline.eval_batches(data, global_batch=20, image_size=8):
+    for _, _labels, mask in pipeline.eval_batches(data, global_batch=20, image_size=8):
         seen.append(int(mask.sum()))
     assert sum(seen) == 103 and seen[-1] == 3
 

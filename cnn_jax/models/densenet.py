@@ -17,7 +17,8 @@ Memory-efficient option (Pleiss et al. 2017, "Memory-Efficient Implementation of
 with ``memory_efficient=True`` the concatenation and the BN-ReLU-Conv(1x1) bottleneck that reads it are
 rematerialised (``nn.remat``) in the backward pass instead of being stored, so the stored activations grow linearly,
 not quadratically, with the depth of a block. Outputs and gradients are unchanged; ``cnn_jax.tools.train_memory``
-measures the effect on the compiled train step (figures in BENCHMARKS.md).
+measures the effect on the compiled train step (figures in BENCHMARKS.md). XLA:CPU's default passes merge the
+recomputation back into the forward pass; compile with ``train_memory.KEEP_REMAT_OPTIONS`` there.
 
 Dropout: ``conv_drop_rate`` is the paper's dropout after every conv except the first (Sec. 4.2, used only for the
 runs without data augmentation). torchvision's ``drop_rate`` drops only after each layer's 3x3 conv; this module

@@ -222,16 +222,20 @@ class GoogLeNet(nn.Module):
         return ModelOutput(logits=logits, aux_logits=aux)
 
 
-_PAPER = "Szegedy et al. 2014, Going Deeper with Convolutions, arXiv:1409.4842"
-_TORCHVISION_INFO = dict(
-    paper=_PAPER, resolution=224, crop_fraction=0.875, family="googlenet", min_resolution=15
+_INFO = dict(
+    paper="Szegedy et al. 2014, Going Deeper with Convolutions, arXiv:1409.4842",
+    resolution=224,
+    crop_fraction=0.875,
+    family="googlenet",
 )
-
+# Smallest inputs: the ceil-mode pools never empty a map (15 -> 8 -> 4 -> 2 -> 1 -> 1), except the paper's 3x3
+# pool before stage 5, which needs a 2x2 map (input >= 31), and the paper aux heads' 5x5/3 pool, which needs 5x5
+# at inception 4a (input >= 79).
 register_model(
     "googlenet",
     GoogLeNet,
     ModelInfo(table="Table 1, torchvision layout (BN; 3x3 in the 5x5 branch)", reference="googlenet",
-              **_TORCHVISION_INFO),
+              min_resolution=15, **_INFO),
     layout="torchvision",
     aux_logits=False,
     drop_rate=0.2,
@@ -240,7 +244,7 @@ register_model(
     "googlenet_aux",
     GoogLeNet,
     ModelInfo(table="Table 1 + Sec. 5 auxiliary classifiers, torchvision layout",
-              reference="googlenet (with auxiliary heads)", **_TORCHVISION_INFO),
+              reference="googlenet (with auxiliary heads)", min_resolution=15, **_INFO),
     layout="torchvision",
     aux_logits=True,
     drop_rate=0.2,
@@ -248,18 +252,16 @@ register_model(
 register_model(
     "googlenet_paper",
     GoogLeNet,
-    ModelInfo(paper=_PAPER, table="Table 1 / Fig. 3 (no BN, 5x5 branches, LRN)", resolution=224,
-              crop_fraction=0.875, family="googlenet", reference="googlenet (paper layout: 5x5 branches, no BN)",
-              min_resolution=31),
+    ModelInfo(table="Table 1 / Fig. 3 (no BN, 5x5 branches, LRN)",
+              reference="googlenet (paper layout: 5x5 branches, no BN)", min_resolution=31, **_INFO),
     layout="paper",
     aux_logits=False,
 )
 register_model(
     "googlenet_paper_aux",
     GoogLeNet,
-    ModelInfo(paper=_PAPER, table="Table 1 / Fig. 3 + Sec. 5 auxiliary classifiers (no BN, 5x5 branches, LRN)",
-              resolution=224, crop_fraction=0.875, family="googlenet",
-              reference="googlenet (paper layout, with auxiliary heads)", min_resolution=79),
+    ModelInfo(table="Table 1 / Fig. 3 + Sec. 5 auxiliary classifiers (no BN, 5x5 branches, LRN)",
+              reference="googlenet (paper layout, with auxiliary heads)", min_resolution=79, **_INFO),
     layout="paper",
     aux_logits=True,
 )

@@ -4,7 +4,7 @@ squeeze-and-excitation, drop-path, channel rounding and the classifier head."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn

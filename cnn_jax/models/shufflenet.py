@@ -3,7 +3,8 @@
 ShuffleNet v1 (Zhang, Zhou, Lin & Sun 2018, "ShuffleNet: An Extremely Efficient Convolutional Neural Network for
 Mobile Devices", arXiv:1707.01083), Table 1 and Fig. 2: a 3x3/2 conv (24 channels) and 3x3/2 max-pool, then three
 stages of 4/8/4 units. A unit is 1x1 group conv (bottleneck = output / 4) - BN - ReLU - channel shuffle - 3x3
-depthwise conv (stride 1 or 2) - BN - 1x1 group conv - BN; stride-1 units add the identity, stride-2 units
+depthwise conv (stride 1 or 2) - BN - 1x1 group conv - BN (Megvii's code shuffles after the depthwise conv instead,
+which is equivalent: a depthwise conv acts per channel); stride-1 units add the identity, stride-2 units
 concatenate a 3x3/2 average-pooled shortcut (so their convs produce ``output - input`` channels); ReLU after the
 merge. Stage widths depend on the group count g (Table 1), the first pointwise conv of Stage 2 is not grouped (its
 input has only 24 channels), and "ShuffleNet s x" multiplies every width, including the first conv's, by s.

@@ -160,7 +160,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     model = build_model(config)
     mesh = parallel.data_mesh()
     if config.train.global_batch % jax.device_count():
-        raise ValueError(f"train.global_batch={config.train.global_batch} must divide over {jax.device_count()} devices")
+        raise ValueError(
+            f"train.global_batch={config.train.global_batch} must divide over {jax.device_count()} devices")
     replicated = parallel.replicated(mesh)
 
     lr_fn = optim.learning_rate_schedule(config.optimizer, schedule.learning_rate, schedule.total_steps,
