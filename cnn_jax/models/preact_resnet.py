@@ -23,8 +23,9 @@ names how it decays with depth (timm's ``"linspace"`` for the ImageNet layouts, 
 With ``scan_blocks=True`` a stage runs its identical units (all but the first) under ``nn.scan``, so compile
 time does not grow with depth (ResNet-1001 has 111 units a stage): their parameters are stacked on a leading axis
 under one module ``stage{i}_blocks``. The default ``False`` gives one module per unit (``stage{i}_block{j}``) with
-the same parameters unstacked: XLA's CPU backend runs convolutions inside a scan loop far slower (measured on the 2-core CPU: wrn28_10's train step at 32x32 runs 1.4 s unrolled and 131 s scanned),
-so only the 1001-layer net is registered scanned.
+the same parameters unstacked: XLA's CPU backend runs convolutions inside a scan loop far slower (measured on the
+2-core CPU: wrn28_10's train step at 32x32 runs 1.4 s unrolled and 131 s scanned), so only the 1001-layer net is
+registered scanned.
 """
 
 from __future__ import annotations
