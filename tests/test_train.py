@@ -74,7 +74,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     step_a, params_a = _final_params(tmp_path / "straight")
     step_b, params_b = _final_params(tmp_path / "resumed")
     assert step_a == step_b == 8
-    for a, b in zip(jax.tree_util.tree_leaves(params_a), jax.tree_util.tree_leaves(params_b), strict=False):
+    for a, b in zip(jax.tree_util.tree_leaves(params_a), jax.tree_util.tree_leaves(params_b), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     losses_a = [r["train/loss"] for r in read_metrics(tmp_path / "straight") if "train/loss" in r]
     losses_b = [r["train/loss"] for r in read_metrics(tmp_path / "resumed") if "train/loss" in r]

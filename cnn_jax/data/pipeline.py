@@ -85,7 +85,7 @@ def preprocess(images: np.ndarray, dataset: Dataset, image_size: int, augment: s
     out = np.empty_like(x)
     offsets = rng.integers(0, 9, (len(x), 2))
     flips = rng.random(len(x)) < 0.5
-    for i, ((dy, dx), flip) in enumerate(zip(offsets, flips, strict=False)):
+    for i, ((dy, dx), flip) in enumerate(zip(offsets, flips, strict=True)):
         crop = padded[i, dy : dy + image_size, dx : dx + image_size]
         out[i] = crop[:, ::-1] if flip else crop
     return out
