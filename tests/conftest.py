@@ -38,6 +38,12 @@ def count_params(tree) -> int:
 
 def pytest_collection_modifyitems(config, items):
     # Heavy per-model checks carry the "slow" marker; CI runs them too (`-m "slow or not slow"` is the default).
+    # "extended" cases repeat a tested code path on more (heavy) reference models; they keep CI under its budget.
+    if not os.environ.get("CNN_JAX_EXTENDED_TESTS"):
+        skip = pytest.mark.skip(reason="extended case: set CNN_JAX_EXTENDED_TESTS=1")
+        for item in items:
+            if "extended" in item.keywords:
+                item.add_marker(skip)
     if os.environ.get("CNN_JAX_FAST_TESTS"):
         skip = pytest.mark.skip(reason="CNN_JAX_FAST_TESTS is set")
         for item in items:

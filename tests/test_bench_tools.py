@@ -1,54 +1,86 @@
-"""Smoke test of the peer benchmark tool at a tiny size (no timing assertions: the CI machine is shared)."""
+"""Smoke tests of the benchmark tool at tiny sizes (no timing assertions: the CI machine is shared)."""
 
 from __future__ import annotations
 
 import math
 
+import jax
+import numpy as np
 import pytest
 
-from cnn_jax.tools import bench_peers
+from cnn_jax.tools import bench
 
 
 @pytest.fixture
 def threefry_keys():
     """Keras's seed generators hold raw threefry key data; conftest makes "rbg" the default for speed."""
-    import jax
-
     previous = jax.config.jax_default_prng_impl
     jax.config.update("jax_default_prng_impl", "threefry2x32")
     yield
     jax.config.update("jax_default_prng_impl", previous)
 
 
-def test_bench_peers_ours_and_keras_one_window(capsys, threefry_keys):
+def _rows(out: str) -> dict[tuple[str, str, str], list[str]]:
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) == 10 and cells[1] in bench.MODES:
+            rows[(cells[0], cells[1], cells[2])] = cells[3:]
+    return rows
+
+
+@pytest.mark.extended  # ~1 min of compiles on 2 cores; the torch peer test covers the peer machinery in CI
+def test_bench_ours_and_keras_one_window(capsys, threefry_keys):
     pytest.importorskip("keras")
-    bench_peers.main(["mobilenet_v2", "--batch", "2", "--resolution", "32", "--steps", "1", "--windows", "1",
-                      "--mode", "train"])
+    results = bench.main(["--model", "mobilenet_v2", "--batch", "2", "--resolution", "32", "--windows", "1",
+                          "--warmup", "0", "--mode", "train", "--peers", "keras", "--matmul-size", "256"])
     out = capsys.readouterr().out
-    assert "keras 3." in out
-    rows = [line for line in out.splitlines() if line.startswith("mobilenet_v2 | train | 2 |")]
-    assert len(rows) == 1, out
-    ratio = float(rows[0].rsplit("|", 1)[1])
+    assert "keras 3." in out and "GFLOP/s" in out
+    rows = _rows(out)
+    assert set(rows) == {("mobilenet_v2", "train", c) for c in ("ours", "keras")}, out
+    res = results[("mobilenet_v2", "train")]
+    for name in ("ours", "keras"):
+        r = res[name]
+        assert r.images_per_s > 0 and r.first_step_s >= r.compile_s > 0
+        assert r.peak_bytes > 0  # XLA's memory analysis of the compiled step
+    ratio = float(rows[("mobilenet_v2", "train", "keras")][-1])
     assert math.isfinite(ratio) and ratio > 0
-
-
-def test_bench_peers_ours_eval_runs_without_keras():
-    res = bench_peers.compare("mobilenet_v2", batch_size=1, resolution=32, train=False, steps=1, windows=1,
-                              warmup=0, frameworks=("ours",))
-    assert set(res) == {"ours"}
-    assert res["ours"]["images_per_s"] > 0 and res["ours"]["compile_s"] > 0
+    # Every contender is charged our step's flops; a train step is ~3 forward passes of ~6 MFLOPs at 32x32.
+    assert 1e7 < res["ours"].flops_per_image < 1e8
 
 
 def test_ours_train_step_moves_parameters_and_batch_stats():
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
+    images, labels = bench._synthetic_batch(2, 32)
+    contender = bench.ours("resnet18", "train", images, labels)  # compiled, and one step taken
+    state, _ = contender.current()
+    before = jax.tree_util.tree_map(np.asarray, (state.params, state.batch_stats))
+    contender.step()  # the state is donated: the contender keeps the new one
+    contender.sync()
+    state, metrics = contender.current()
+    assert int(state.step) == 2 and np.isfinite(float(metrics["train/loss"]))
+    after = (state.params, state.batch_stats)
+    moved = jax.tree_util.tree_map(lambda a, b: not np.array_equal(a, b), before, after)
+    assert all(jax.tree_util.tree_leaves(moved))
 
-    batch = (jax.random.normal(jax.random.key(0), (2, 32, 32, 3)), jnp.array([1, 2]))
-    runner = bench_peers.ours("mobilenet_v2", batch, train=True, num_classes=10)
-    before = jax.tree_util.tree_map(np.asarray, runner.state[0])
-    (after, _), loss = runner.step(runner.state, batch)
-    assert np.isfinite(float(loss))
-    for collection in ("params", "batch_stats"):
-        moved = jax.tree_util.tree_map(lambda a, b: not np.array_equal(a, b), before[collection], after[collection])
-        assert all(jax.tree_util.tree_leaves(moved)), collection
+
+def test_torch_peer_runs_torchvision_through_the_shim():
+    pytest.importorskip("torch")
+    images, labels = bench._synthetic_batch(2, 32)
+    for mode in bench.MODES:
+        contender = bench.torch_peer("resnet18", mode, images, labels)  # built, and one step taken
+        assert contender.name == "torch" and contender.first_step_s > 0
+        assert bench._time_window(contender, 1) > 0
+
+
+def test_matmul_peak_and_bad_arguments():
+    assert bench.matmul_peak_flops(128, repeats=2) > 1e8
+    assert bench.parse_variant("x:xla_cpu_multi_thread_eigen=false,xla_cpu_prefer_vector_width=512,t=A|B") == (
+        "x", {"xla_cpu_multi_thread_eigen": False, "xla_cpu_prefer_vector_width": 512, "t": "A,B"})
+    with pytest.raises(ValueError, match="NAME:KEY=VALUE"):
+        bench.parse_variant("no_options")
+    with pytest.raises(ValueError, match="unknown peer 'tf'"):
+        bench.measure("resnet18", "infer", batch=1, resolution=32, peers=("tf",))
+    with pytest.raises(ValueError, match="no Keras application for 'resnet18'"):
+        bench.keras_peer("resnet18", "infer", np.zeros((1, 32, 32, 3), np.float32), np.zeros(1, np.int32))
+    with pytest.raises(SystemExit):
+        bench.main(["--model", "resnet18", "--mode", "fit"])

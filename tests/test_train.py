@@ -13,7 +13,7 @@ import numpy as np
 import optax
 import pytest
 
-from cnn_jax.data import fashion_mnist, pipeline
+from cnn_jax.data import fashion_mnist, pipeline, sources
 from cnn_jax.train import losses, optim
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.loop import train_and_evaluate
@@ -193,9 +193,10 @@ def test_process_shards_are_disjoint_and_cover_the_batch_deterministically():
 
 
 def test_exact_evaluation_scores_every_example_once():
-    data = pipeline.load_dataset("synthetic", image_shape=(8, 8, 1), synthetic_size=4 * 103)
+    data = sources.load_dataset("synthetic:8x8x1:10:412:103")
     seen = []
-    for _, _labels, mask in pipeline.eval_batches(data, global_batch=20, image_size=8):
+    for _, _labels, mask in pipeline.eval_batches(data.eval, lambda image: image.astype(np.float32), global_batch=20,
+                                                  num_threads=2):
         seen.append(int(mask.sum()))
     assert sum(seen) == 103 and seen[-1] == 3
 
@@ -212,17 +213,38 @@ def test_unknown_config_key_fails_before_compiling():
     assert result.returncode != 0 and "no_such_key" in result.stderr
 
 
-@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "experiments").rglob("*.py")
-                                        if p.name not in ("__init__.py", "common.py")))
-def test_every_experiment_config_builds_its_model(path):
-    import importlib.util
+def _documented_configs() -> list[tuple[str, str | None]]:
+    """(config file, argument) for every ``--config FILE[:ARG]`` in the configs' own docstrings."""
+    import re
 
+    found = []
+    for path in sorted((REPO / "experiments").rglob("*.py")):
+        if path.name in ("__init__.py", "common.py") or "sweeps" in path.parts:
+            continue
+        text = path.read_text()
+        for file, arg in re.findall(r"--config (experiments/\S+?\.py)(?::(\S+))?", text):
+            assert file == str(path.relative_to(REPO)), f"{path}: its docstring runs {file}"
+            found.append((file, arg or None))
+        assert found and found[-1][0] == str(path.relative_to(REPO)), f"{path}: docstring lacks the run command"
+    return found
+
+
+@pytest.mark.parametrize(("path", "arg"), _documented_configs())
+def test_every_documented_config_command_builds_its_model(path, arg):
+    """Each run command in a config's docstring resolves: the model builds, the optimiser, schedule and data
+    transforms are valid names."""
+    import importlib
+
+    from cnn_jax.data import transforms
     from cnn_jax.train.loop import build_model
 
-    spec = importlib.util.spec_from_file_location("config_under_test", REPO / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    assert "Run:" in module.__doc__ and "launch.py" in module.__doc__, f"{path}: docstring lacks the run command"
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    config = module.get_config() if arg is None else module.get_config(arg)
     model = build_model(config)
     assert model.num_classes == config.model.num_classes
+    lr = optim.learning_rate_schedule(config.optimizer, 0.1, 1000, 100)
+    optim.make_optimizer(config.optimizer, lr)
+    stats = {"image_size": config.data.image_size, "mean": (0.5,) * 3, "std": (0.25,) * 3}
+    transforms.make_train_transform(config.data.train_transform, **stats)
+    transforms.make_eval_transform(config.data.eval_transform, crop_fraction=0.875, **stats)
+    transforms.make_batch_transform(config.data.batch_transform, num_classes=config.model.num_classes)

@@ -35,7 +35,7 @@ import jax.extend.core as jcore
 import jax.interpreters.partial_eval as pe
 import jax.numpy as jnp
 
-from cnn_jax.models import layers
+from cnn_jax.models import conv_ops, layers
 
 LAYER_KINDS = ("conv", "dense", "pool", "norm", "other")
 # Counted in the headline multiply-adds (the reference ``macs`` columns count convolutions and linear layers only).
@@ -356,7 +356,8 @@ def analyze(
         return model.apply(v, x, train=train, rngs={"dropout": key}, mutable=["batch_stats"])
 
     recorder = _LayerRecorder()
-    with nn.intercept_methods(recorder):
+    # The architecture's convolutions, not XLA:CPU's faster formulation of some of them (conv_ops).
+    with nn.intercept_methods(recorder), conv_ops.rewrites(False):
         closed = jax.make_jaxpr(forward)(variables, images)
     return ModelStats(
         name=name or type(model).__name__,

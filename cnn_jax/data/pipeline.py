@@ -1,94 +1,70 @@
-"""Host-side input pipeline over in-memory arrays: deterministic, stateless in the step, sharded per process.
+"""Host-side input pipeline over random-access sources: deterministic, stateless in the step, sharded per process.
 
 The batch for global step ``s`` is a pure function of ``(seed, s)``: epoch ``e = s // steps_per_epoch`` shuffles
 the split with ``seed + e``, and process ``p`` of ``P`` takes the ``p``-th contiguous part of each global batch.
-A resumed run therefore continues exactly where it stopped (no example repeated or skipped), and every process
-reads a disjoint part of each batch.
+Example ``j`` of the global batch at step ``s`` is augmented with a generator seeded by ``(seed, s, j)``, so the
+global batch does not depend on how many processes share it. A resumed run starts at its checkpointed step and
+continues exactly where it stopped (no example repeated or skipped); the data position *is* the step.
+
+Whole batches (read, decode, per-example transforms, stack, batch transform) are built on host threads, several
+steps ahead and delivered in order (``grain.MapDataset.range(start_step, ...).map(make_batch)`` iterated with
+``ReadOptions(num_threads)``); one batch per element keeps grain's per-element overhead off small images, and the
+ArrayRecord reader fetches a batch's records in one parallel read. :func:`prefetch` keeps finished batches ready in
+a background thread, so none of this sits on the accelerator's critical path.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
 
+import grain
+import ml_collections
 import numpy as np
 
-from cnn_jax.data import fashion_mnist
+from cnn_jax.data.sources import Dataset, Source
+
+TrainTransform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+EvalTransform = Callable[[np.ndarray], np.ndarray]
+BatchTransform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+_FOREVER = 1 << 62  # length of the training stream (steps are unbounded; the loop decides when to stop)
 
 
 @dataclasses.dataclass(frozen=True)
-class ArraySplit:
-    """One split held in memory: ``images`` uint8 NHWC, ``labels`` int32."""
+class Transforms:
+    """The per-example training/evaluation transforms and the optional batch transform of a run."""
 
-    images: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
+    train: TrainTransform
+    eval: EvalTransform
+    batch: BatchTransform | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-    train: ArraySplit
-    eval: ArraySplit
-    num_classes: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+def make_transforms(config: ml_collections.ConfigDict, dataset: Dataset) -> Transforms:
+    """The transforms named by ``config.data`` (``train_transform``, ``eval_transform``, ``batch_transform``,
+    ``image_size``, ``interpolation``) with the dataset's mean/std and the crop fraction of ``config.model.name``'s
+    registry metadata (``cnn_jax.model_info``)."""
+    import cnn_jax
+    from cnn_jax.data import transforms
 
-    def subset(self, max_train: int | None = None, max_eval: int | None = None) -> Dataset:
-        """The first ``max_train`` / ``max_eval`` examples of each split (None keeps a split whole)."""
-        def cut(split: ArraySplit, n: int | None) -> ArraySplit:
-            return split if n is None else ArraySplit(split.images[:n], split.labels[:n])
-
-        return dataclasses.replace(self, train=cut(self.train, max_train), eval=cut(self.eval, max_eval))
-
-
-def load_dataset(name: str, data_dir: str | None = None, *, image_shape: tuple[int, int, int] = (28, 28, 1),
-                 num_classes: int = 10, synthetic_size: int = 1024) -> Dataset:
-    """Loads a dataset by name: ``fashion_mnist`` (offline IDX files) or ``synthetic`` (random, for benchmarks)."""
-    if name == "fashion_mnist":
-        train, test = (ArraySplit(*fashion_mnist.load(split, data_dir)) for split in ("train", "test"))
-        return Dataset(train, test, 10, fashion_mnist.MEAN, fashion_mnist.STD)
-    if name == "synthetic":
-        rng = np.random.default_rng(0)
-
-        def split(n: int) -> ArraySplit:
-            return ArraySplit(rng.integers(0, 256, (n, *image_shape), dtype=np.uint8),
-                              rng.integers(0, num_classes, n, dtype=np.int32))
-
-        channels = image_shape[-1]
-        return Dataset(split(synthetic_size), split(synthetic_size // 4), num_classes, (0.5,) * channels,
-                       (0.25,) * channels)
-    raise ValueError(f"unknown dataset {name!r}; expected 'fashion_mnist' or 'synthetic'")
+    data, stats = config.data, {"mean": dataset.mean, "std": dataset.std}
+    crop_fraction = cnn_jax.model_info(config.model.name).crop_fraction
+    return Transforms(
+        train=transforms.make_train_transform(data.train_transform, image_size=data.image_size, **stats),
+        eval=transforms.make_eval_transform(data.eval_transform, image_size=data.image_size,
+                                            crop_fraction=crop_fraction, interpolation=data.interpolation, **stats),
+        batch=transforms.make_batch_transform(data.batch_transform, num_classes=dataset.num_classes),
+    )
 
 
-def preprocess(images: np.ndarray, dataset: Dataset, image_size: int, augment: str, rng: np.random.Generator
-               ) -> np.ndarray:
-    """uint8 NHWC -> normalised float32 at ``image_size`` (zero-padded centrally), with optional augmentation.
-
-    ``augment="crop_flip"`` is the CIFAR recipe (He et al. 2015 Sec. 4.2): pad 4, random crop, horizontal flip.
-    """
-    x = (images.astype(np.float32) / 255.0 - np.asarray(dataset.mean, np.float32)) / np.asarray(dataset.std, np.float32)
-    height = x.shape[1]
-    if image_size < height:
-        raise ValueError(f"data.image_size={image_size} is smaller than the dataset's {height}x{height} images")
-    pad = image_size - height
-    if pad:
-        x = np.pad(x, ((0, 0), (pad // 2, pad - pad // 2), (pad // 2, pad - pad // 2), (0, 0)))
-    if augment == "none":
-        return x
-    if augment != "crop_flip":
-        raise ValueError(f"unknown data.augment {augment!r}; expected 'none' or 'crop_flip'")
-    padded = np.pad(x, ((0, 0), (4, 4), (4, 4), (0, 0)))
-    out = np.empty_like(x)
-    offsets = rng.integers(0, 9, (len(x), 2))
-    flips = rng.random(len(x)) < 0.5
-    for i, ((dy, dx), flip) in enumerate(zip(offsets, flips, strict=True)):
-        crop = padded[i, dy : dy + image_size, dx : dx + image_size]
-        out[i] = crop[:, ::-1] if flip else crop
-    return out
+@functools.lru_cache(maxsize=4)
+def _epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+    order.flags.writeable = False  # shared between threads and calls
+    return order
 
 
 def train_batch_indices(num_examples: int, global_batch: int, step: int, seed: int, process_index: int = 0,
@@ -100,36 +76,116 @@ def train_batch_indices(num_examples: int, global_batch: int, step: int, seed: i
     if global_batch % process_count:
         raise ValueError(f"global batch {global_batch} does not divide over {process_count} processes")
     epoch, position = divmod(step, steps_per_epoch)
-    order = np.random.default_rng([seed, epoch]).permutation(num_examples)
-    batch = order[position * global_batch : (position + 1) * global_batch]
+    batch = _epoch_order(num_examples, seed, epoch)[position * global_batch : (position + 1) * global_batch]
     local = global_batch // process_count
     return batch[process_index * local : (process_index + 1) * local]
 
 
-def train_batches(dataset: Dataset, *, global_batch: int, start_step: int, seed: int, image_size: int, augment: str,
-                  process_index: int = 0, process_count: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """This process's (images, labels) for steps ``start_step, start_step + 1, ...``."""
-    step = start_step
-    while True:
-        idx = train_batch_indices(len(dataset.train), global_batch, step, seed, process_index, process_count)
-        rng = np.random.default_rng([seed, step, process_index, 1])
-        images = preprocess(dataset.train.images[idx], dataset, image_size, augment, rng)
-        yield images, dataset.train.labels[idx]
-        step += 1
+def default_num_threads() -> int:
+    """Host threads for reading and transforms: the CPUs this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def eval_batches(dataset: Dataset, *, global_batch: int, image_size: int, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Exact evaluation: every example once; the last batch is padded and ``mask`` marks the real examples."""
-    n = len(dataset.eval)
-    num_batches = -(-n // global_batch)
-    local = global_batch // process_count
-    for b in range(num_batches):
-        idx = np.arange(b * global_batch, (b + 1) * global_batch)[process_index * local : (process_index + 1) * local]
-        mask = idx < n
-        idx = np.where(mask, idx, 0)
-        images = preprocess(dataset.eval.images[idx], dataset, image_size, "none", np.random.default_rng(0))
-        yield images, dataset.eval.labels[idx], mask
+def _read(source: Source, indices: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    if hasattr(source, "__getitems__"):  # one batched read (the ArrayRecord reader fetches in parallel)
+        return source.__getitems__(indices)
+    return [source[int(i)] for i in indices]
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrainBatch:
+    """Step -> this process's ``(images, labels)``: read, per-example transform, stack, batch transform."""
+
+    source: Source
+    transform: TrainTransform
+    batch_transform: BatchTransform | None
+    global_batch: int
+    seed: int
+    process_index: int
+    process_count: int
+
+    def __call__(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        step = int(step)
+        indices = train_batch_indices(len(self.source), self.global_batch, step, self.seed, self.process_index,
+                                      self.process_count)
+        offset = self.process_index * len(indices)  # where this share starts in the global batch
+        examples = _read(self.source, indices)
+        images = np.stack([self.transform(image, np.random.default_rng([self.seed, step, offset + j]))
+                           for j, (image, _) in enumerate(examples)])
+        labels = np.asarray([label for _, label in examples], np.int32)
+        if self.batch_transform is not None:
+            images, labels = self.batch_transform(images, labels,
+                                                  np.random.default_rng([self.seed, step, self.process_index, 1]))
+        return images, labels
+
+
+@dataclasses.dataclass(frozen=True)
+class _EvalBatch:
+    """Batch ``b`` -> this process's ``(images, labels, mask)``; padding repeats example 0 with mask False."""
+
+    source: Source
+    transform: EvalTransform
+    global_batch: int
+    process_index: int
+    process_count: int
+
+    def __call__(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        local = self.global_batch // self.process_count
+        start = int(batch) * self.global_batch + self.process_index * local
+        positions = np.arange(start, start + local)
+        mask = positions < len(self.source)
+        examples = _read(self.source, np.where(mask, positions, 0))
+        images = np.stack([self.transform(image) for image, _ in examples])
+        return images, np.asarray([label for _, label in examples], np.int32), mask
+
+
+def _parallel(dataset: grain.MapDataset, num_threads: int | None, worker_processes: int = 0) -> Iterator:
+    """Iterates ``dataset`` in order, whole batches built on ``num_threads`` host threads at once, spread over
+    ``worker_processes`` processes when > 0 (grain ``mp_prefetch``: Python-level transforms then scale past the
+    GIL, at the cost of a few seconds to start the workers)."""
+    threads = num_threads or default_num_threads()
+    if worker_processes:
+        threads = max(1, threads // worker_processes)
+    iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=threads))
+    if worker_processes:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; launch.py has parsed them already
+            flags.FLAGS.mark_as_parsed()
+        iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_processes))
+    return iter(iterable)
+
+
+def train_batches(source: Source, transform: TrainTransform, *, global_batch: int, start_step: int, seed: int,
+                  batch_transform: BatchTransform | None = None, process_index: int = 0, process_count: int = 1,
+                  num_threads: int | None = None, worker_processes: int = 0
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """This process's ``(images, labels)`` for steps ``start_step, start_step + 1, ...``.
+
+    Images are what ``transform`` returns (float32 HxWxC), stacked; labels are int32 ``(B,)``, or float32
+    ``(B, num_classes)`` targets when ``batch_transform`` (mixup / cutmix, seeded by ``(seed, step, process)``)
+    mixes them. Batches are built on ``num_threads`` threads (default: all CPUs), in order, in
+    ``worker_processes`` processes when > 0 (the batches are the same either way).
+    """
+    if global_batch % process_count:
+        raise ValueError(f"global batch {global_batch} does not divide over {process_count} processes")
+    train_batch_indices(len(source), global_batch, 0, seed, process_index, process_count)  # validates the sizes
+    make = _TrainBatch(source, transform, batch_transform, global_batch, seed, process_index, process_count)
+    return _parallel(grain.MapDataset.range(start_step, _FOREVER).map(make), num_threads, worker_processes)
+
+
+def eval_batches(source: Source, transform: EvalTransform, *, global_batch: int, process_index: int = 0,
+                 process_count: int = 1, num_threads: int | None = None
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Exact evaluation: every example once; the last batch is padded and ``mask`` (bool) marks the real examples.
+
+    Batch ``b`` covers examples ``[b * global_batch, (b + 1) * global_batch)``; process ``p`` takes its ``p``-th
+    contiguous part.
+    """
+    if global_batch % process_count:
+        raise ValueError(f"eval batch {global_batch} does not divide over {process_count} processes")
+    make = _EvalBatch(source, transform, global_batch, process_index, process_count)
+    return _parallel(grain.MapDataset.range(-(-len(source) // global_batch)).map(make), num_threads)
 
 
 def prefetch(iterator: Iterator, size: int = 2, transform: Callable = lambda x: x) -> Iterator:

@@ -18,7 +18,7 @@ with ``memory_efficient=True`` the concatenation and the BN-ReLU-Conv(1x1) bottl
 rematerialised (``nn.remat``) in the backward pass instead of being stored, so the stored activations grow linearly,
 not quadratically, with the depth of a block. Outputs and gradients are unchanged; ``cnn_jax.tools.train_memory``
 measures the effect on the compiled train step (figures in BENCHMARKS.md). XLA:CPU's default passes merge the
-recomputation back into the forward pass; compile with ``train_memory.KEEP_REMAT_OPTIONS`` there.
+recomputation back into the forward pass; compile with ``cnn_jax.train.steps.KEEP_REMAT_OPTIONS`` there.
 
 Dropout: ``conv_drop_rate`` is the paper's dropout after every conv except the first (Sec. 4.2, used only for the
 runs without data augmentation). torchvision's ``drop_rate`` drops only after each layer's 3x3 conv; this module
@@ -33,7 +33,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnn_jax.models import layers
+from cnn_jax.models import conv_ops, layers
 from cnn_jax.registry import ModelInfo, register_model
 
 Array = layers.Array
@@ -69,6 +69,7 @@ class NormActConv(nn.Module):
             kernel_init=layers.conv_kernel_init,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
+            conv_general_dilated=conv_ops.conv_general_dilated,  # 1x1 convs as matmuls on XLA:CPU
             name="conv",
         )(x)
         return nn.Dropout(self.drop_rate, deterministic=not train)(x)

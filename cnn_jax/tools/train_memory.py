@@ -24,14 +24,10 @@ import jax.numpy as jnp
 import optax
 
 import cnn_jax
+from cnn_jax.train.steps import KEEP_REMAT_OPTIONS
 
 MIB = 2**20
 
-# XLA:CPU expands jax.checkpoint's optimisation barriers early (pass "cse_barrier_expander") and then runs CSE
-# again, which merges the backward pass's recomputation back into the forward pass: rematerialisation has no
-# effect on CPU by default (the GPU/TPU pipelines expand the barriers only after scheduling). Disabling that pass
-# keeps the barriers to code generation. Pass these to ``jax.jit(...).lower(...).compile(compiler_options=...)``.
-KEEP_REMAT_OPTIONS: dict[str, str] = {"xla_disable_hlo_passes": "cse_barrier_expander"}
 
 
 @dataclasses.dataclass(frozen=True)

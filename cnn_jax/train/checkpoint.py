@@ -52,13 +52,28 @@ class Checkpointer:
         return None
 
     def read(self, step: int | None = None) -> tuple[dict, dict]:
-        """The raw ``(state, meta)`` of checkpoint ``step`` (default: the latest), as nested dicts of arrays."""
+        """The raw ``(state, meta)`` of checkpoint ``step`` (default: the latest), as nested dicts of arrays on this
+        process's first device, whatever device count wrote it."""
+        step = self._step(step)
+        path = self.directory / str(step) / "state"
+        metadata = ocp.StandardCheckpointer().metadata(path)
+        tree = getattr(getattr(metadata, "item_metadata", metadata), "tree", metadata)
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
+                                                                      meta=ocp.args.JsonRestore()))
+        return restored["state"], restored["meta"]
+
+    def read_meta(self, step: int | None = None) -> dict:
+        """The JSON metadata of checkpoint ``step`` (default: the latest) without reading its arrays."""
+        step = self._step(step)
+        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+    def _step(self, step: int | None) -> int:
         step = self.manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
-                                                                      meta=ocp.args.JsonRestore()))
-        return restored["state"], restored["meta"]
+        return step
 
     def close(self) -> None:
         self.manager.wait_until_finished()

@@ -20,24 +20,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 import cnn_jax
 from cnn_jax import parallel
-from cnn_jax.data import pipeline
-from cnn_jax.train import losses, optim
+from cnn_jax.data import pipeline, sources
+from cnn_jax.train import optim, steps
 from cnn_jax.train.checkpoint import Checkpointer, abstract_with_shardings
 from cnn_jax.train.metrics import MetricWriter
+from cnn_jax.train.steps import KEEP_REMAT_OPTIONS, TrainState
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-@flax.struct.dataclass
-class TrainState:
-    step: jax.Array
-    params: Any
-    batch_stats: Any
-    opt_state: Any
 
 
 @flax.struct.dataclass
@@ -68,47 +60,11 @@ def build_model(config: ml_collections.ConfigDict):
     return cnn_jax.create_model(config.model.name, dtype=DTYPES[dtype], **overrides)
 
 
-def _make_train_step(model, tx, config: ml_collections.ConfigDict, schedule_fn):
-    loss_cfg = config.loss
-    aux_weights = dict(loss_cfg.aux_weights)
-
-    def train_step(state: TrainState, images, labels, rng):
-        dropout_rng = jax.random.fold_in(rng, state.step)
-
-        def loss_fn(params):
-            out, new_vars = model.apply({"params": params, "batch_stats": state.batch_stats}, images, train=True,
-                                        rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
-            loss = losses.total_loss(out.logits, out.aux_logits, labels, label_smoothing=loss_cfg.label_smoothing,
-                                     aux_weight=loss_cfg.aux_weight, aux_weights=aux_weights)
-            return loss, (out.logits, new_vars.get("batch_stats", {}))
-
-        (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = {
-            "train/loss": loss,
-            "train/top1": jnp.mean(losses.topk_correct(logits, labels, 1)),
-            "train/learning_rate": schedule_fn(state.step),
-            "train/grad_norm": optax.global_norm(grads),
-            "train/param_norm": optax.global_norm(params),
-        }
-        return TrainState(state.step + 1, params, batch_stats, opt_state), metrics
-
-    return train_step
-
-
-def _make_eval_step(model):
-    def eval_step(state: TrainState, images, labels, mask):
-        out = model.apply({"params": state.params, "batch_stats": state.batch_stats}, images, train=False)
-        loss = losses.cross_entropy(out.logits, labels)
-        return {
-            "loss": jnp.sum(loss * mask),
-            "top1": jnp.sum(losses.topk_correct(out.logits, labels, 1) * mask),
-            "top5": jnp.sum(losses.topk_correct(out.logits, labels, 5) * mask),
-            "count": jnp.sum(mask),
-        }
-
-    return eval_step
+def image_dtype(config: ml_collections.ConfigDict) -> np.dtype:
+    """The dtype images are delivered in (``config.data.dtype``; bfloat16 halves the host-to-device copy)."""
+    if config.data.dtype not in DTYPES:
+        raise ValueError(f"config.data.dtype={config.data.dtype!r}; expected one of {sorted(DTYPES)}")
+    return np.dtype(DTYPES[config.data.dtype])
 
 
 class _Preemption:
@@ -134,17 +90,72 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def evaluate(eval_step, state, dataset, config, mesh) -> dict[str, float]:
-    """Exact evaluation: every example of the eval split scored once (padded last batch, masked)."""
+def evaluate(eval_step, variables: tuple[Any, Any], dataset, config, mesh, prefix: str = "eval"
+             ) -> dict[str, float]:
+    """Exact evaluation of ``variables = (params, batch_stats)``: every example of the eval split scored once
+    (padded last batch, masked). Metrics are named ``{prefix}/top1`` etc."""
     totals: dict[str, float] = {}
-    batches = pipeline.eval_batches(dataset, global_batch=config.train.eval_batch, image_size=config.data.image_size,
-                                    process_index=jax.process_index(), process_count=jax.process_count())
+    batches = pipeline.eval_batches(dataset.eval, pipeline.make_transforms(config, dataset).eval,
+                                    global_batch=config.train.eval_batch, process_index=jax.process_index(),
+                                    process_count=jax.process_count(), num_threads=config.data.num_threads)
     for images, labels, mask in batches:
-        images, labels, mask = parallel.global_batch(mesh, images, labels, mask.astype(np.float32))
-        for key, value in eval_step(state, images, labels, mask).items():
+        images, labels, mask = parallel.global_batch(mesh, images.astype(image_dtype(config)), labels,
+                                                     mask.astype(np.float32))
+        for key, value in eval_step(*variables, images, labels, mask).items():
             totals[key] = totals.get(key, 0.0) + float(value)
     count = totals.pop("count")
-    return {f"eval/{k}": v / count for k, v in totals.items()} | {"eval/examples": count}
+    return {f"{prefix}/{k}": v / count for k, v in totals.items()} | {f"{prefix}/examples": count}
+
+
+def _check_batch_layout(config: ml_collections.ConfigDict) -> None:
+    """The global batch must split evenly over devices, then over microbatches and BatchNorm groups on each."""
+    batch, devices, k = config.train.global_batch, jax.device_count(), config.train.microbatches
+    if k < 1 or batch % (devices * k):
+        raise ValueError(f"train.global_batch={batch} must divide over {devices} devices x train.microbatches={k}")
+    if config.train.eval_batch % devices:
+        raise ValueError(f"train.eval_batch={config.train.eval_batch} must divide over {devices} devices")
+    group = config.train.bn_group_size
+    if group and group < batch // k and (batch // k) % group:
+        raise ValueError(f"train.bn_group_size={group} must divide the microbatch of {batch // k} examples "
+                         f"(global_batch / microbatches); dividing {batch // (devices * k)} (per device) keeps each "
+                         "group on one device")
+
+
+def initial_variables(params: Any, batch_stats: Any, directory: str, num_classes: int) -> tuple[Any, Any]:
+    """``params``/``batch_stats`` with every array that ``directory``'s imported weights provide in the same
+    shape (``cnn_jax.weights``); a classifier of another size keeps its fresh initialisation, with a warning."""
+    from cnn_jax import weights
+
+    loaded, meta = weights.load_variables(directory)
+    loaded_classes = meta.get("overrides", {}).get("num_classes", 1000)
+    skipped: list[str] = []
+
+    def take(tree, source, kind):
+        flat_source = {jax.tree_util.keystr(k): v for k, v in
+                       jax.tree_util.tree_flatten_with_path(source.get(kind, {}))[0]}
+
+        def pick(path, leaf):
+            name = jax.tree_util.keystr(path)
+            if name not in flat_source:
+                raise ValueError(f"train.init_from={directory}: {kind}{name} {leaf.shape} of "
+                                 f"{meta.get('model')!r} weights is missing; the weights do not fit this model")
+            value = flat_source[name]
+            if tuple(value.shape) != tuple(leaf.shape):
+                refit = (value.shape[-1], leaf.shape[-1]) == (loaded_classes, num_classes)
+                if refit and tuple(value.shape[:-1]) == tuple(leaf.shape[:-1]):
+                    skipped.append(f"{kind}{name} {tuple(value.shape)} -> {tuple(leaf.shape)}")
+                    return leaf
+                raise ValueError(f"train.init_from={directory}: {kind}{name} has shape {tuple(value.shape)}, "
+                                 f"the model expects {tuple(leaf.shape)}")
+            return jnp.asarray(value, leaf.dtype)
+
+        return jax.tree_util.tree_map_with_path(pick, tree)
+
+    params, batch_stats = take(params, loaded, "params"), take(batch_stats, loaded, "batch_stats")
+    if skipped:
+        logging.warning("init_from %s: kept the fresh initialisation of %s (another number of classes)",
+                        directory, ", ".join(skipped))
+    return params, batch_stats
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, float]:
@@ -154,42 +165,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if jax.process_index() == 0:
         (workdir / "config.json").write_text(config.to_json(indent=2))
 
-    dataset = pipeline.load_dataset(config.data.name, config.data.data_dir).subset(
+    dataset = sources.load_dataset(config.data.name, config.data.data_dir, manual_dir=config.data.manual_dir,
+                                   train_split=config.data.train_split, eval_split=config.data.eval_split).subset(
         config.data.max_train_examples, config.data.max_eval_examples)
+    transforms = pipeline.make_transforms(config, dataset)
     schedule = Schedule.resolve(config, len(dataset.train))
     model = build_model(config)
     mesh = parallel.data_mesh()
-    if config.train.global_batch % jax.device_count():
-        raise ValueError(
-            f"train.global_batch={config.train.global_batch} must divide over {jax.device_count()} devices")
+    _check_batch_layout(config)
     replicated = parallel.replicated(mesh)
 
     lr_fn = optim.learning_rate_schedule(config.optimizer, schedule.learning_rate, schedule.total_steps,
                                          schedule.steps_per_epoch)
     tx = optim.make_optimizer(config.optimizer, lr_fn)
     size = config.data.image_size
-    sample = jnp.zeros((1, size, size, dataset.train.images.shape[-1]), jnp.float32)
+    sample = jnp.zeros((1, size, size, dataset.channels), jnp.float32)
 
-    def init_state(rng):
-        variables = model.init(rng, sample, train=False)
-        params = variables["params"]
-        return TrainState(jnp.zeros((), jnp.int32), params, variables.get("batch_stats", {}), tx.init(params))
+    def init_state(rng, params=None, batch_stats=None):
+        if params is None:
+            variables = model.init(rng, sample, train=False)
+            params, batch_stats = variables["params"], variables.get("batch_stats", {})
+        ema_params = params if config.train.ema_decay else {}
+        return TrainState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params), ema_params)
 
-    abstract = jax.eval_shape(init_state, jax.random.key(config.seed))
+    # The initialiser draws one random kernel per parameter: with "rbg" keys it compiles ~2x faster than with
+    # threefry (ResNet-50: 19.6 -> 10.9 s, BENCHMARKS.md), which is most of the time to the first step on CPU.
+    init_key = jax.random.key(config.seed, impl="rbg")
+    abstract = jax.eval_shape(init_state, init_key)
     rng = jax.random.key(config.seed + 1)
     checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
     restored = checkpointer.restore_latest(abstract_with_shardings(abstract, replicated))
     if restored is None:
-        state = jax.jit(init_state, out_shardings=replicated)(jax.random.key(config.seed))
+        state = jax.jit(init_state, out_shardings=replicated)(init_key)
+        if config.train.init_from:
+            params, batch_stats = initial_variables(state.params, state.batch_stats, config.train.init_from,
+                                                  model.num_classes)
+            state = jax.jit(init_state, out_shardings=replicated)(None, params, batch_stats)
         start_step = 0
     else:
         start_step, state, meta = restored
-        logging.info("resumed from step %d (%s)", start_step, json.dumps(meta))
+        if jax.process_index() == 0:
+            print(f"resumed from step {start_step} ({json.dumps(meta)})", flush=True)
 
-    train_step = jax.jit(_make_train_step(model, tx, config, lr_fn), donate_argnums=0,
+    # XLA:CPU's CSE barrier expander strips rematerialisation (memory_efficient DenseNet, scanned stages).
+    keep_remat = config.train.compile_keep_remat and jax.default_backend() == "cpu"
+    compiler_options = KEEP_REMAT_OPTIONS if keep_remat else None
+    train_step = jax.jit(steps.make_train_step(model, tx, config, lr_fn), donate_argnums=0,
                          in_shardings=(replicated, parallel.batch_sharded(mesh), parallel.batch_sharded(mesh),
-                                       replicated), out_shardings=(replicated, replicated))
-    eval_step = jax.jit(_make_eval_step(model))
+                                       replicated), out_shardings=(replicated, replicated),
+                         compiler_options=compiler_options)
+    eval_step = jax.jit(steps.make_eval_step(model))
+    best = Checkpointer(workdir / "best", keep=1)
+    best_top1 = best.read_meta()["eval/top1"] if best.manager.latest_step() is not None else -1.0
     writer = MetricWriter(workdir)
     if jax.process_index() == 0:
         print(f"{config.model.name}: {sum(x.size for x in jax.tree_util.tree_leaves(state.params)):,} parameters, "
@@ -197,18 +224,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
               f"{jax.device_count()} devices", flush=True)
 
     batches = pipeline.prefetch(pipeline.train_batches(
-        dataset, global_batch=config.train.global_batch, start_step=start_step, seed=config.seed,
-        image_size=size, augment=config.data.augment, process_index=jax.process_index(),
-        process_count=jax.process_count()))
+        dataset.train, transforms.train, batch_transform=transforms.batch, global_batch=config.train.global_batch,
+        start_step=start_step, seed=config.seed, process_index=jax.process_index(),
+        process_count=jax.process_count(), num_threads=config.data.num_threads,
+        worker_processes=config.data.worker_processes),
+        transform=lambda batch: parallel.global_batch(mesh, batch[0].astype(image_dtype(config)), *batch[1:]))
     eval_every = max(1, int(config.train.eval_every_epochs * schedule.steps_per_epoch))
     eval_metrics: dict[str, float] = {}
-    step, window_start, window_steps = start_step, time.time(), 0
+    step, window_start, window_steps, data_wait = start_step, time.time(), 0, 0.0
     stop_step = schedule.total_steps
     if config.train.stop_after_steps is not None:
         stop_step = min(stop_step, start_step + config.train.stop_after_steps)
     with _Preemption() as preemption:
         while step < stop_step:
-            images, labels = parallel.global_batch(mesh, *next(batches))
+            wait_start = time.time()
+            images, labels = next(batches)  # already on the devices: the prefetch thread places the batches
+            data_wait += time.time() - wait_start
             state, metrics = train_step(state, images, labels, rng)
             step += 1
             window_steps += 1
@@ -221,24 +252,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 elapsed = time.time() - window_start
                 images_per_s = window_steps * config.train.global_batch / max(elapsed, 1e-9)
                 eta = (schedule.total_steps - step) * elapsed / window_steps
-                metrics |= {"train/images_per_s": images_per_s, "train/step_time_s": elapsed / window_steps}
+                metrics |= {"train/images_per_s": images_per_s, "train/step_time_s": elapsed / window_steps,
+                            "train/data_wait_fraction": data_wait / max(elapsed, 1e-9)}
                 writer.write(step, metrics)
                 if jax.process_index() == 0:
                     print(f"step {step}/{schedule.total_steps} epoch {step / schedule.steps_per_epoch:.2f} "
                           f"loss {metrics['train/loss']:.4f} top1 {metrics['train/top1']:.3f} "
                           f"{images_per_s:.0f} img/s ETA {eta:.0f}s", flush=True)
-                window_start, window_steps = time.time(), 0
+                window_start, window_steps, data_wait = time.time(), 0, 0.0
             if step % eval_every == 0 or last:
-                eval_metrics = evaluate(eval_step, state, dataset, config, mesh)
+                eval_metrics = evaluate(eval_step, (state.params, state.batch_stats), dataset, config, mesh)
+                if config.train.ema_decay:
+                    eval_metrics |= evaluate(eval_step, (state.ema_params, state.batch_stats), dataset, config, mesh,
+                                             prefix="eval_ema")
                 writer.write(step, eval_metrics)
                 if jax.process_index() == 0:
-                    print(f"eval step {step}: top1 {eval_metrics['eval/top1']:.4f} top5 {eval_metrics['eval/top5']:.4f}"
-                          f" loss {eval_metrics['eval/loss']:.4f}", flush=True)
+                    print(f"eval step {step}: " + "  ".join(
+                        f"{prefix} top1 {eval_metrics[f'{prefix}/top1']:.4f} top5 {eval_metrics[f'{prefix}/top5']:.4f}"
+                        f" loss {eval_metrics[f'{prefix}/loss']:.4f}"
+                        for prefix in ("eval", "eval_ema") if f"{prefix}/top1" in eval_metrics), flush=True)
+                if eval_metrics["eval/top1"] > best_top1:
+                    best_top1 = eval_metrics["eval/top1"]
+                    best.save(step, state, {"step": step, "model": config.model.name, **eval_metrics})
             if step % config.train.checkpoint_every_steps == 0 or last or preemption.requested:
                 checkpointer.save(step, state, {"step": step, "model": config.model.name})
             if preemption.requested:
                 break
     checkpointer.close()
+    best.close()
     writer.close()
     return eval_metrics
 

@@ -10,10 +10,18 @@ import optax
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
-    """Per-example softmax cross-entropy (float32) with uniform label smoothing (Szegedy et al. 2015 Sec. 7)."""
+    """Per-example softmax cross-entropy (float32) with uniform label smoothing (Szegedy et al. 2015 Sec. 7).
+
+    ``labels`` are class ids ``(B,)`` or soft targets ``(B, num_classes)`` (mixup/cutmix), smoothed likewise.
+    """
     logits = logits.astype(jnp.float32)
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
-    return optax.softmax_cross_entropy(logits, targets)
+    targets = labels.astype(jnp.float32) if labels.ndim == 2 else jax.nn.one_hot(labels, logits.shape[-1])
+    return optax.softmax_cross_entropy(logits, optax.smooth_labels(targets, label_smoothing))
+
+
+def class_ids(labels: jax.Array) -> jax.Array:
+    """Class ids from ids or soft targets (the largest target weight), for accuracy metrics."""
+    return jnp.argmax(labels, axis=-1) if labels.ndim == 2 else labels
 
 
 def total_loss(logits: jax.Array, aux_logits: Mapping[str, jax.Array], labels: jax.Array, *, label_smoothing: float,

@@ -14,7 +14,7 @@ def get_config():
     c.model.name = "resnet20"
     c.model.in_channels = 1
     c.model.num_classes = 10
-    c.data.augment = "crop_flip"
+    c.data.train_transform = "pad_crop(4),flip"
     c.train.epochs = 30.0
     c.train.global_batch = 128
     c.optimizer.base_lr = 0.2  # 0.1 at batch 128

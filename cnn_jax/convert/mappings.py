@@ -1,0 +1,444 @@
+"""Name mappings from torchvision / timm / Keras checkpoints to cnn_jax modules, one table per family.
+
+A :class:`Mapping` is data: rules ``(regex over a cnn_jax module path, source module name)`` tried in order (the
+first full match wins). A rule's name is a template (``\\g<s>`` backreferences) or, where an index must be
+computed (1-based numbering, flat block counters, optional expansion convs), a small function of the match and
+the :class:`Context`. "Module" means the innermost module owning arrays: ``stage1_block0/conv1/conv`` (a conv),
+``stage1_block0/conv1/bn`` (a BatchNorm), ``head/fc`` (a dense layer). Which array names a source module has
+(``weight``/``running_mean`` or ``kernel``/``moving_mean``) is the source layout's business (``convert.py``).
+
+Besides names, a mapping states the conventions the source was trained with: ``overrides`` for ``create_model``
+(TF "SAME" padding, BatchNorm epsilon convention, stride placement, pooling divisor) and the source's BatchNorm
+epsilon, so the importer builds the cnn_jax variant that computes the same function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import re
+from collections.abc import Callable
+from collections.abc import Mapping as MappingType
+from typing import Any
+
+from cnn_jax.convert.sources import Source, creation_index
+
+Name = str | Callable[[re.Match, "Context"], str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a rule may consult: the target's module paths and the source checkpoint."""
+
+    modules: frozenset[str]
+    source: Source | None = None
+
+    def has(self, path: str) -> bool:
+        return path in self.modules
+
+    def block_index(self, stage: int, block: int) -> int:
+        """0-based position of ``stage{stage}_block{block}`` among all blocks (torchvision's flat ``features``)."""
+        blocks = sorted({(int(m[1]), int(m[2])) for p in self.modules
+                         if (m := re.match(r"stage(\d+)_block(\d+)/", p))})
+        return blocks.index((stage, block))
+
+    def num_stages(self) -> int:
+        return max(int(m[1]) for p in self.modules if (m := re.match(r"stage(\d+)_", p)))
+
+    def keras_layer(self, kind: str, ordinal: int) -> str:
+        """The ``ordinal``-th auto-named Keras layer of class ``kind`` in creation order."""
+        names = sorted((self.source.layers_by_class.get(kind, []) if self.source else []), key=creation_index)
+        if ordinal >= len(names):
+            raise KeyError(f"the Keras model has {len(names)} {kind} layers; layer #{ordinal} was asked for")
+        return names[ordinal]
+
+
+@dataclasses.dataclass(frozen=True)
+class Mapping:
+    """How one family's checkpoints map onto a cnn_jax model.
+
+    Attributes:
+      family: human-readable name, e.g. "torchvision ResNet".
+      rules: ``(target module regex, source module name)``; see the module docstring.
+      head: the target module of the classifier (its source shape gives ``num_classes``).
+      overrides: ``create_model`` arguments that make the cnn_jax model compute the source's function.
+      bn_eps: the source's BatchNorm epsilon (PyTorch files do not store it; Keras layers do, read per layer).
+      flatten_chw: target dense modules that read a flattened NCHW map in the source, with its channel count.
+      keras_application: the ``keras.applications`` constructor whose ``.weights.h5`` this maps.
+      note: what differs from the source, for the README table and the report.
+    """
+
+    family: str
+    rules: tuple[tuple[str, Name], ...]
+    head: str
+    overrides: MappingType[str, Any] = dataclasses.field(default_factory=dict)
+    bn_eps: float | None = None
+    flatten_chw: MappingType[str, int] = dataclasses.field(default_factory=dict)
+    keras_application: str | None = None
+    note: str = ""
+
+    def source_name(self, path: str, context: Context) -> str:
+        for pattern, name in self.rules:
+            match = re.fullmatch(pattern, path)
+            if match:
+                return name(match, context) if callable(name) else match.expand(name)
+        raise KeyError(f"no rule of the {self.family} mapping covers the cnn_jax module {path!r}")
+
+
+def _i(match: re.Match, group: str, offset: int = 0) -> int:
+    return int(match[group]) + offset
+
+
+# Conv-BN pairs inside torchvision's Conv2dNormActivation / BasicConv2d.
+_SEQ = {"conv": "0", "bn": "1"}  # Sequential(conv, bn, act)
+_BASIC = {"conv": "conv", "bn": "bn"}  # BasicConv2d(conv, bn)
+
+# ---- ResNet family (torchvision and timm share these names) ---------------------------------------------------
+RESNET_TORCH_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem/conv1/conv", "conv1"),
+    (r"stem/conv1/bn", "bn1"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/conv(?P<k>\d)/conv", r"layer\g<s>.\g<b>.conv\g<k>"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/conv(?P<k>\d)/bn", r"layer\g<s>.\g<b>.bn\g<k>"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/downsample/conv", r"layer\g<s>.\g<b>.downsample.0"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/downsample/bn", r"layer\g<s>.\g<b>.downsample.1"),
+    (r"head/fc", "fc"),
+)
+# keras.applications.ResNet50/101/152: stage s of cnn_jax is Keras "conv{s+1}", blocks are 1-based, "_0_" is the
+# projection shortcut.
+RESNET_KERAS_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem/conv1/(?P<u>conv|bn)", r"conv1_\g<u>"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/conv(?P<k>\d)/(?P<u>conv|bn)",
+     lambda m, c: f"conv{_i(m, 's', 1)}_block{_i(m, 'b', 1)}_{m['k']}_{m['u']}"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/downsample/(?P<u>conv|bn)",
+     lambda m, c: f"conv{_i(m, 's', 1)}_block{_i(m, 'b', 1)}_0_{m['u']}"),
+    (r"head/fc", "predictions"),
+)
+
+
+# ---- VGG -----------------------------------------------------------------------------------------------------------
+def _vgg_feature_index(match: re.Match, context: Context) -> int:
+    """Index of conv ``conv{s}_{i}`` in torchvision's ``features`` Sequential: conv, [bn], relu per conv and one
+    max-pool per stage."""
+    convs = sorted((int(m[1]), int(m[2])) for p in context.modules if (m := re.fullmatch(r"conv(\d+)_(\d+)", p)))
+    per_conv = 3 if context.has("bn1_1") else 2
+    index, previous_stage = 0, convs[0][0]
+    for stage, conv in convs:
+        if stage != previous_stage:
+            index, previous_stage = index + 1, stage  # the stage's max-pool
+        if (stage, conv) == (_i(match, "s"), _i(match, "i")):
+            return index
+        index += per_conv
+    raise KeyError(f"conv{match['s']}_{match['i']}")
+
+
+VGG_TORCH_RULES: tuple[tuple[str, Name], ...] = (
+    (r"conv(?P<s>\d+)_(?P<i>\d+)", lambda m, c: f"features.{_vgg_feature_index(m, c)}"),
+    (r"bn(?P<s>\d+)_(?P<i>\d+)", lambda m, c: f"features.{_vgg_feature_index(m, c) + 1}"),
+    (r"fc6", "classifier.0"),
+    (r"fc7", "classifier.3"),
+    (r"fc8", "classifier.6"),
+)
+VGG_KERAS_RULES: tuple[tuple[str, Name], ...] = (
+    (r"conv(?P<s>\d+)_(?P<i>\d+)", r"block\g<s>_conv\g<i>"),
+    (r"fc6", "fc1"),
+    (r"fc7", "fc2"),
+    (r"fc8", "predictions"),
+)
+
+# ---- DenseNet (torchvision and timm) ------------------------------------------------------------------------------
+DENSENET_TORCH_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem/conv", "features.conv0"),
+    (r"stem/bn", "features.norm0"),
+    (r"block(?P<b>\d+)_layer(?P<i>\d+)/conv(?P<k>\d)/conv",
+     lambda m, c: f"features.denseblock{m['b']}.denselayer{_i(m, 'i', 1)}.conv{m['k']}"),
+    (r"block(?P<b>\d+)_layer(?P<i>\d+)/conv(?P<k>\d)/bn",
+     lambda m, c: f"features.denseblock{m['b']}.denselayer{_i(m, 'i', 1)}.norm{m['k']}"),
+    (r"transition(?P<t>\d+)/conv", r"features.transition\g<t>.conv"),
+    (r"transition(?P<t>\d+)/bn", r"features.transition\g<t>.norm"),
+    (r"final_bn", "features.norm5"),
+    (r"head/fc", "classifier"),
+)
+# Keras: dense block b is "conv{b+1}", layer i is "block{i+1}" with BN "_0_bn" before conv "_1_conv" and "_1_bn"
+# before "_2_conv"; transition t is "pool{t+1}".
+_KERAS_DENSE_UNIT = {("1", "bn"): "0_bn", ("1", "conv"): "1_conv", ("2", "bn"): "1_bn", ("2", "conv"): "2_conv"}
+DENSENET_KERAS_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem/(?P<u>conv|bn)", r"conv1_\g<u>"),
+    (r"block(?P<b>\d+)_layer(?P<i>\d+)/conv(?P<k>\d)/(?P<u>conv|bn)",
+     lambda m, c: f"conv{_i(m, 'b', 1)}_block{_i(m, 'i', 1)}_{_KERAS_DENSE_UNIT[m['k'], m['u']]}"),
+    (r"transition(?P<t>\d+)/(?P<u>conv|bn)", lambda m, c: f"pool{_i(m, 't', 1)}_{m['u']}"),
+    (r"final_bn", "bn"),
+    (r"head/fc", "predictions"),
+)
+
+
+# ---- MobileNet v2 / EfficientNet (MBConv) -------------------------------------------------------------------------
+def _expands(m: re.Match, c: Context) -> bool:
+    return c.has(f"stage{m['s']}_block{m['b']}/expand/conv")
+
+
+def _tv_mbv2_block(m: re.Match, c: Context) -> str:
+    """torchvision MobileNetV2: ``features.{n}.conv`` = [expand ConvBNReLU], depthwise ConvBNReLU, conv, BN."""
+    prefix = f"features.{c.block_index(_i(m, 's'), _i(m, 'b')) + 1}.conv"
+    first = 1 if _expands(m, c) else 0
+    if m["part"] == "expand":
+        return f"{prefix}.0.{_SEQ[m['u']]}"
+    if m["part"] == "depthwise":
+        return f"{prefix}.{first}.{_SEQ[m['u']]}"
+    return f"{prefix}.{first + 1 + (m['u'] == 'bn')}"  # project: a bare conv, then its BN
+
+
+MBV2_TORCHVISION_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem/(?P<u>conv|bn)", lambda m, c: f"features.0.{_SEQ[m['u']]}"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/(?P<part>expand|depthwise|project)/(?P<u>conv|bn)", _tv_mbv2_block),
+    (r"head_conv/(?P<u>conv|bn)",
+     lambda m, c: f"features.{len({p.split('/')[0] for p in c.modules if p.startswith('stage')}) + 1}.{_SEQ[m['u']]}"),
+    (r"head/fc", "classifier.1"),
+)
+
+
+def _tv_effnet_block(m: re.Match, c: Context) -> str:
+    """torchvision MBConv: ``features.{s}.{b}.block`` = [expand], depthwise, SqueezeExcitation, project."""
+    prefix = f"features.{m['s']}.{m['b']}.block"
+    first = 1 if _expands(m, c) else 0
+    position = {"expand": 0, "depthwise": first, "se": first + 1, "project": first + 2}[m["part"]]
+    unit = {"conv": "0", "bn": "1", "reduce": "fc1", "expand": "fc2"}[m["u"]]
+    return f"{prefix}.{position}.{unit}"
+
+
+EFFNET_TORCHVISION_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem/(?P<u>conv|bn)", lambda m, c: f"features.0.{_SEQ[m['u']]}"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/(?P<part>expand|depthwise|project|se)/(?P<u>conv|bn|reduce|expand)",
+     _tv_effnet_block),
+    (r"head_conv/(?P<u>conv|bn)", lambda m, c: f"features.{c.num_stages() + 1}.{_SEQ[m['u']]}"),
+    (r"head/fc", "classifier.1"),
+)
+
+
+def _timm_mbconv_block(m: re.Match, c: Context) -> str:
+    """timm ``blocks.{s-1}.{b}``: DepthwiseSeparableConv (conv_dw, bn1, se, conv_pw, bn2) when there is no
+    expansion, InvertedResidual (conv_pw, bn1, conv_dw, bn2, se, conv_pwl, bn3) otherwise."""
+    prefix = f"blocks.{_i(m, 's', -1)}.{m['b']}"
+    if _expands(m, c):
+        names = {("expand", "conv"): "conv_pw", ("expand", "bn"): "bn1", ("depthwise", "conv"): "conv_dw",
+                 ("depthwise", "bn"): "bn2", ("project", "conv"): "conv_pwl", ("project", "bn"): "bn3"}
+    else:
+        names = {("depthwise", "conv"): "conv_dw", ("depthwise", "bn"): "bn1", ("project", "conv"): "conv_pw",
+                 ("project", "bn"): "bn2"}
+    if m["part"] == "se":
+        return f"{prefix}.se.conv_{m['u']}"
+    return f"{prefix}.{names[m['part'], m['u']]}"
+
+
+MBCONV_TIMM_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem/conv", "conv_stem"),
+    (r"stem/bn", "bn1"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/(?P<part>expand|depthwise|project|se)/(?P<u>conv|bn|reduce|expand)",
+     _timm_mbconv_block),
+    (r"head_conv/conv", "conv_head"),
+    (r"head_conv/bn", "bn2"),
+    (r"head/fc", "classifier"),
+)
+
+
+def _keras_mbv2_block(m: re.Match, c: Context) -> str:
+    """keras.applications.MobileNetV2: block 0 is ``expanded_conv_*``, block n ``block_{n}_*``; BN ``*_BN``."""
+    n = c.block_index(_i(m, "s"), _i(m, "b"))
+    prefix = "expanded_conv" if n == 0 else f"block_{n}"
+    return f"{prefix}_{m['part']}" + ("_BN" if m["u"] == "bn" else "")
+
+
+MBV2_KERAS_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem/conv", "Conv1"),
+    (r"stem/bn", "bn_Conv1"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/(?P<part>expand|depthwise|project)/(?P<u>conv|bn)", _keras_mbv2_block),
+    (r"head_conv/conv", "Conv_1"),
+    (r"head_conv/bn", "Conv_1_bn"),
+    (r"head/fc", "predictions"),
+)
+
+
+def _keras_effnet_block(m: re.Match, c: Context) -> str:
+    """keras.applications.EfficientNetB*: stage s block b is ``block{s}{'abc...'[b]}_``."""
+    prefix = f"block{m['s']}{chr(ord('a') + _i(m, 'b'))}_"
+    names = {("expand", "conv"): "expand_conv", ("expand", "bn"): "expand_bn", ("depthwise", "conv"): "dwconv",
+             ("depthwise", "bn"): "bn", ("project", "conv"): "project_conv", ("project", "bn"): "project_bn",
+             ("se", "reduce"): "se_reduce", ("se", "expand"): "se_expand"}
+    return prefix + names[m["part"], m["u"]]
+
+
+EFFNET_KERAS_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem/(?P<u>conv|bn)", r"stem_\g<u>"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/(?P<part>expand|depthwise|project|se)/(?P<u>conv|bn|reduce|expand)",
+     _keras_effnet_block),
+    (r"head_conv/(?P<u>conv|bn)", r"top_\g<u>"),
+    (r"head/fc", "predictions"),
+)
+
+# ---- GoogLeNet (torchvision) --------------------------------------------------------------------------------------
+_GOOGLENET_BRANCHES = {
+    "branch1x1": "branch1", "branch3x3_reduce": "branch2.0", "branch3x3": "branch2.1",
+    "branch5x5_reduce": "branch3.0", "branch5x5": "branch3.1", "branch_pool_proj": "branch4.1",
+}
+GOOGLENET_TORCHVISION_RULES: tuple[tuple[str, Name], ...] = (
+    (r"conv(?P<k>\d)/(?P<u>conv|bn)", r"conv\g<k>.\g<u>"),
+    (r"(?P<mod>inception\d[a-e])/(?P<br>\w+)/(?P<u>conv|bn)",
+     lambda m, c: f"{m['mod']}.{_GOOGLENET_BRANCHES[m['br']]}.{m['u']}"),
+    (r"(?P<aux>aux\d)/conv/(?P<u>conv|bn)", r"\g<aux>.conv.\g<u>"),
+    (r"(?P<aux>aux\d)/(?P<fc>fc\d)", r"\g<aux>.\g<fc>"),
+    (r"head/fc", "fc"),
+)
+
+# ---- Inception v3 -------------------------------------------------------------------------------------------------
+# torchvision's names of op j of branch i (``branch{i}_{j}``, Split halves a/b) in each kind of Inception module.
+_V3_TV_BRANCHES: dict[str, dict[str, str]] = {
+    "A": {"branch0_0": "branch1x1", "branch1_0": "branch5x5_1", "branch1_1": "branch5x5_2",
+          "branch2_0": "branch3x3dbl_1", "branch2_1": "branch3x3dbl_2", "branch2_2": "branch3x3dbl_3",
+          "branch3_1": "branch_pool"},
+    "B": {"branch0_0": "branch3x3", "branch1_0": "branch3x3dbl_1", "branch1_1": "branch3x3dbl_2",
+          "branch1_2": "branch3x3dbl_3"},
+    "C": {"branch0_0": "branch1x1", **{f"branch1_{j}": f"branch7x7_{j + 1}" for j in range(3)},
+          **{f"branch2_{j}": f"branch7x7dbl_{j + 1}" for j in range(5)}, "branch3_1": "branch_pool"},
+    "D": {"branch0_0": "branch3x3_1", "branch0_1": "branch3x3_2",
+          **{f"branch1_{j}": f"branch7x7x3_{j + 1}" for j in range(4)}},
+    "E": {"branch0_0": "branch1x1", "branch1_0": "branch3x3_1", "branch1_1a": "branch3x3_2a",
+          "branch1_1b": "branch3x3_2b", "branch2_0": "branch3x3dbl_1", "branch2_1": "branch3x3dbl_2",
+          "branch2_2a": "branch3x3dbl_3a", "branch2_2b": "branch3x3dbl_3b", "branch3_1": "branch_pool"},
+}
+_V3_MODULE_KIND = {"5b": "A", "5c": "A", "5d": "A", "6a": "B", "6b": "C", "6c": "C", "6d": "C", "6e": "C",
+                   "7a": "D", "7b": "E", "7c": "E"}
+_V3_TV_STEM = {"conv2d_1a": "Conv2d_1a_3x3", "conv2d_2a": "Conv2d_2a_3x3", "conv2d_2b": "Conv2d_2b_3x3",
+               "conv2d_3b": "Conv2d_3b_1x1", "conv2d_4a": "Conv2d_4a_3x3"}
+INCEPTION_V3_TORCHVISION_RULES: tuple[tuple[str, Name], ...] = (
+    (r"(?P<l>conv2d_\w+)/(?P<u>conv|bn)", lambda m, c: f"{_V3_TV_STEM[m['l']]}.{m['u']}"),
+    (r"mixed_(?P<l>\d[a-e])/(?P<br>branch\w+)/(?P<u>conv|bn)",
+     lambda m, c: f"Mixed_{m['l']}.{_V3_TV_BRANCHES[_V3_MODULE_KIND[m['l']]][m['br']]}.{m['u']}"),
+    (r"aux/(?P<l>conv\d)/(?P<u>conv|bn)", r"AuxLogits.\g<l>.\g<u>"),
+    (r"aux/fc", "AuxLogits.fc"),
+    (r"head/fc", "fc"),
+)
+
+
+def inception_v3_conv_order() -> list[str]:
+    """cnn_jax Inception-v3 conv modules (``conv2d_1a``, ``mixed_5b/branch1_1``, ...) in the order of the layer
+    table, which is the order in which keras.applications.InceptionV3 creates (and auto-numbers) its convs."""
+    from cnn_jax.models.inception import INCEPTION_V3, Conv, Split
+
+    order = []
+    for name, spec in INCEPTION_V3:
+        if isinstance(spec, Conv):
+            order.append(name)
+        elif not hasattr(spec, "kind"):  # a module: branches of ops
+            for i, branch in enumerate(spec):
+                for j, op in enumerate(branch):
+                    if isinstance(op, Conv):
+                        order.append(f"{name}/branch{i}_{j}")
+                    elif isinstance(op, Split):
+                        order.extend(f"{name}/branch{i}_{j}{'ab'[k]}" for k in range(len(op.parts)))
+    return order
+
+
+def _keras_inception(m: re.Match, c: Context) -> str:
+    # Keras InceptionV3's conv2d_bn layers are unnamed (conv2d_N / batch_normalization_N): match by position.
+    kind = "Conv2D" if m["u"] == "conv" else "BatchNormalization"
+    return c.keras_layer(kind, inception_v3_conv_order().index(m["l"]))
+
+
+INCEPTION_V3_KERAS_RULES: tuple[tuple[str, Name], ...] = (
+    (r"(?P<l>conv2d_\w+|mixed_\w+/branch\w+)/(?P<u>conv|bn)", _keras_inception),
+    (r"head/fc", "predictions"),
+)
+
+# ---- The tables by format -----------------------------------------------------------------------------------------
+RESNET_TV = Mapping("torchvision ResNet/ResNeXt/Wide ResNet", RESNET_TORCH_RULES, "head/fc", bn_eps=1e-5)
+VGG_TV = Mapping("torchvision VGG", VGG_TORCH_RULES, "fc8", bn_eps=1e-5, flatten_chw={"fc6": 512},
+                 note="fc6 rows permuted from torchvision's NCHW flatten to NHWC")
+DENSENET_TV = Mapping("torchvision DenseNet", DENSENET_TORCH_RULES, "head/fc", bn_eps=1e-5)
+MBV2_TV = Mapping("torchvision MobileNetV2", MBV2_TORCHVISION_RULES, "head/fc", bn_eps=1e-5)
+EFFNET_TV = Mapping("torchvision EfficientNet", EFFNET_TORCHVISION_RULES, "head/fc", bn_eps=1e-5,
+                    overrides={"norm_convention": "pytorch"},
+                    note="torchvision's B0-B7 use PyTorch's BatchNorm defaults (eps 1e-5, measured on 0.28); "
+                         "symmetric padding")
+GOOGLENET_TV = Mapping("torchvision GoogLeNet", GOOGLENET_TORCHVISION_RULES, "head/fc", bn_eps=1e-3,
+                       flatten_chw={"aux1/fc1": 128, "aux2/fc1": 128},
+                       note="aux fc1 rows permuted NCHW -> NHWC; transform_input is preprocessing, not imported")
+INCEPTION_V3_TV = Mapping("torchvision Inception v3", INCEPTION_V3_TORCHVISION_RULES, "head/fc", bn_eps=1e-3,
+                          note="transform_input is preprocessing, not imported")
+TIMM_MBCONV = Mapping("timm EfficientNet/MobileNetV2", MBCONV_TIMM_RULES, "head/fc", bn_eps=1e-5,
+                      overrides={"norm_convention": "pytorch"},
+                      note="timm efficientnet_b*: symmetric padding, BN eps 1e-5; for tf_efficientnet_b* pass "
+                           "--override padding=same --override norm_convention=tf --bn_eps 1e-3")
+
+# format -> [(cnn_jax model name patterns, mapping)]
+TORCH_MAPPINGS: dict[str, list[tuple[tuple[str, ...], Mapping]]] = {
+    "torchvision": [
+        (("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext*", "wide_resnet*"), RESNET_TV),
+        (("vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"), VGG_TV),
+        (("densenet121", "densenet161", "densenet169", "densenet201"), DENSENET_TV),
+        (("mobilenet_v2",), MBV2_TV),
+        (("efficientnet_b[0-7]",), EFFNET_TV),
+        (("googlenet", "googlenet_aux"), GOOGLENET_TV),
+        (("inception_v3", "inception_v3_aux"), INCEPTION_V3_TV),
+    ],
+    "timm": [
+        (("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext*", "wide_resnet*"),
+         dataclasses.replace(RESNET_TV, family="timm ResNet/ResNeXt/Wide ResNet")),
+        (("densenet121", "densenet161", "densenet169", "densenet201"),
+         dataclasses.replace(DENSENET_TV, family="timm DenseNet")),
+        (("efficientnet_b[0-7]", "mobilenet_v2"), TIMM_MBCONV),
+    ],
+}
+
+# cnn_jax model -> keras.applications constructor, with the family's rules and conventions.
+_KERAS_RESNET = dict(rules=RESNET_KERAS_RULES, head="head/fc", overrides={"stride_in_1x1": True},
+                     note="v1: stride on the first 1x1 (stride_in_1x1=True); conv biases folded into BN means; "
+                          "BN eps 1.001e-5 folded into the variances")
+_KERAS_DENSENET = dict(rules=DENSENET_KERAS_RULES, head="head/fc",
+                       note="BN eps 1.001e-5 folded into the variances")
+_KERAS_EFFNET = dict(rules=EFFNET_KERAS_RULES, head="head/fc", overrides={"padding": "same"},
+                     note="TF 'SAME' padding; the model's Rescaling/Normalization layers are preprocessing "
+                          "(recorded in meta.json, not part of the cnn_jax model)")
+KERAS_MAPPINGS: dict[str, Mapping] = {
+    **{f"resnet{d}": Mapping(f"Keras ResNet{d}", keras_application=f"ResNet{d}", **_KERAS_RESNET)
+       for d in (50, 101, 152)},
+    **{f"densenet{d}": Mapping(f"Keras DenseNet{d}", keras_application=f"DenseNet{d}", **_KERAS_DENSENET)
+       for d in (121, 169, 201)},
+    **{f"efficientnet_b{i}": Mapping(f"Keras EfficientNetB{i}", keras_application=f"EfficientNetB{i}",
+                                     **_KERAS_EFFNET) for i in range(8)},
+    "mobilenet_v2": Mapping("Keras MobileNetV2", MBV2_KERAS_RULES, "head/fc", keras_application="MobileNetV2",
+                            overrides={"padding": "same", "norm_convention": "tf"},
+                            note="TF 'SAME' padding (Keras pads stride-2 convs bottom/right), BN eps 1e-3"),
+    **{f"vgg{d}": Mapping(f"Keras VGG{d}", VGG_KERAS_RULES, "fc8", keras_application=f"VGG{d}",
+                          note="Keras flattens NHWC like cnn_jax (no permutation); input 224 only (fixed fc1)")
+       for d in (16, 19)},
+    "inception_v3": Mapping("Keras InceptionV3", INCEPTION_V3_KERAS_RULES, "head/fc", keras_application="InceptionV3",
+                            overrides={"count_include_pad": False},
+                            note="BN without gamma (scale=False: imported as 1); 'same' average pools exclude "
+                                 "padding (count_include_pad=False); convs matched by creation order"),
+}
+
+FORMATS = ("torchvision", "timm", "keras")
+
+
+def supported_models(fmt: str) -> list[str]:
+    """cnn_jax model names that ``fmt`` can be imported into."""
+    import cnn_jax
+
+    if fmt == "keras":
+        return sorted(KERAS_MAPPINGS)
+    names = cnn_jax.list_models()
+    return sorted(n for n in names for patterns, _ in TORCH_MAPPINGS[fmt] if any(fnmatch.fnmatchcase(n, p)
+                                                                                 for p in patterns))
+
+
+def find_mapping(fmt: str, model: str) -> Mapping:
+    """The mapping for importing a ``fmt`` checkpoint into the registered model ``model``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+    if fmt == "keras":
+        if model in KERAS_MAPPINGS:
+            return KERAS_MAPPINGS[model]
+    else:
+        for patterns, mapping in TORCH_MAPPINGS[fmt]:
+            if any(fnmatch.fnmatchcase(model, p) for p in patterns):
+                return mapping
+    raise ValueError(f"no {fmt} mapping for model {model!r}; supported: {', '.join(supported_models(fmt))}")

@@ -1,0 +1,190 @@
+"""Convolution and max-pool formulations that XLA:CPU runs fast; drop-in for ``lax.conv_general_dilated``.
+
+On XLA:CPU (jaxlib 0.10) a convolution becomes a YNNPACK or Eigen convolution kernel, and its backward pass two
+more: the input gradient, and the filter gradient, which XLA expresses as a convolution of the transposed
+activations with the transposed output gradient. Profiles of the ResNet-50 train step (BENCHMARKS.md, "Train step
+vs peers") show three shapes of layer where that lowering is far from what the hardware can do, and where an
+equivalent formulation with the same parameters is much faster:
+
+- 1x1 convolutions (ResNet bottlenecks, MBConv expand/project, DenseNet bottlenecks and transitions: most of
+  the FLOPs of these networks) are matrix products over the channel axis. As ``dot_general`` they and both of
+  their gradients go to XLA's matmul path (YNNPACK dots), instead of a convolution whose filter gradient runs
+  at a fraction of the matmul rate.
+- Depthwise convolutions (``feature_group_count == channels``): XLA:CPU's grouped convolution, and above all
+  its filter gradient, is slow (BENCHMARKS.md, MobileNet v2 / EfficientNet-B0 section). Written as ``kh * kw``
+  shifted multiply-adds with a hand-written VJP (the input gradient is the same tap loop over the output gradient,
+  the filter gradient ``kh * kw`` multiply-reductions), forward and both gradients become loops XLA fuses.
+- Max pooling: the gradient of ``reduce_window`` max is a ``select_and_scatter``, which XLA:CPU expands with a
+  padded index array (the stem pool of a 224x224 ResNet-50 was ~5% of the step). A maximum over the
+  ``kh * kw`` strided window views has an elementwise select as gradient.
+
+The rewrites apply only when the backend is CPU at trace time; GPU/TPU keep XLA's convolution and pooling
+lowering (cuDNN / the TPU convolution units handle these shapes well). Outputs equal the plain formulation up
+to float rounding (summation order); parameters are untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+
+# What flax.linen.Conv passes for a 2-D NHWC input: lhs (N, C, H, W) = (0, 3, 1, 2), rhs (O, I, H, W) = (3, 2, 0, 1).
+_NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
+
+
+_ENABLED = [True]
+
+
+@contextlib.contextmanager
+def rewrites(enabled: bool) -> Iterator[None]:
+    """Within the block, models trace with (``True``) or without the rewrites; ``cnn_jax.tools.bench`` uses it to
+    time the plain formulation against the rewritten one in the same run."""
+    _ENABLED.append(enabled)
+    try:
+        yield
+    finally:
+        _ENABLED.pop()
+
+
+def _on_cpu() -> bool:
+    return _ENABLED[-1] and jax.default_backend() == "cpu"
+
+
+def _is_nhwc(lhs: Array, rhs: Array, dimension_numbers: Any) -> bool:
+    if lhs.ndim != 4 or rhs.ndim != 4:
+        return False
+    if dimension_numbers is None:  # lax's default is NCHW/OIHW
+        return False
+    if isinstance(dimension_numbers, lax.ConvDimensionNumbers):
+        return dimension_numbers == _NHWC
+    return tuple(dimension_numbers) == ("NHWC", "HWIO", "NHWC")
+
+
+def _unit(value: Sequence[int] | None) -> bool:
+    return value is None or all(v == 1 for v in value)
+
+
+def _explicit_padding(padding: str | Sequence[tuple[int, int]], in_hw: Sequence[int], window: Sequence[int],
+                      strides: Sequence[int]) -> list[tuple[int, int]]:
+    if isinstance(padding, str):
+        return [tuple(p) for p in lax.padtype_to_pads(tuple(in_hw), tuple(window), tuple(strides), padding)]
+    return [tuple(p) for p in padding]
+
+
+def _window_views(x: Array, window: Sequence[int], strides: Sequence[int], dilation: Sequence[int],
+                  out_hw: Sequence[int]) -> list[tuple[tuple[int, int], Array]]:
+    """The ``kh * kw`` strided views ``x[:, i*dh :: sh, j*dw :: sw, :]`` of an already padded NHWC ``x``."""
+    views = []
+    for i in range(window[0]):
+        for j in range(window[1]):
+            start = (0, i * dilation[0], j * dilation[1], 0)
+            limit = (x.shape[0], start[1] + (out_hw[0] - 1) * strides[0] + 1,
+                     start[2] + (out_hw[1] - 1) * strides[1] + 1, x.shape[3])
+            views.append(((i, j), lax.slice(x, start, limit, (1, strides[0], strides[1], 1))))
+    return views
+
+
+def conv_general_dilated(lhs: Array, rhs: Array, window_strides: Sequence[int],
+                         padding: str | Sequence[tuple[int, int]], lhs_dilation: Sequence[int] | None = None,
+                         rhs_dilation: Sequence[int] | None = None, dimension_numbers: Any = None,
+                         feature_group_count: int = 1, batch_group_count: int = 1, precision: Any = None,
+                         preferred_element_type: Any = None) -> Array:
+    """``lax.conv_general_dilated`` with 1x1 and depthwise NHWC convolutions rewritten on CPU (module docstring).
+
+    Pass it as ``flax.linen.Conv(..., conv_general_dilated=conv_general_dilated)``. Anything else, and every
+    convolution on other backends, goes to ``lax.conv_general_dilated`` unchanged.
+    """
+
+    def fallback() -> Array:
+        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+                                        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+                                        feature_group_count=feature_group_count,
+                                        batch_group_count=batch_group_count, precision=precision,
+                                        preferred_element_type=preferred_element_type)
+
+    if (not _on_cpu() or not _is_nhwc(lhs, rhs, dimension_numbers) or not _unit(lhs_dilation)
+            or batch_group_count != 1 or preferred_element_type is not None):
+        return fallback()
+    kh, kw, in_per_group, out_channels = rhs.shape
+    channels = lhs.shape[3]
+    dilation = tuple(rhs_dilation or (1, 1))
+    pads = _explicit_padding(padding, lhs.shape[1:3], ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1),
+                             window_strides)
+
+    if (kh, kw) == (1, 1) and feature_group_count == 1 and all(p == (0, 0) for p in pads):
+        sh, sw = window_strides
+        x = lhs if (sh, sw) == (1, 1) else lhs[:, ::sh, ::sw, :]
+        return lax.dot_general(x, rhs[0, 0], (((3,), (0,)), ((), ())), precision=precision)
+
+    if feature_group_count == channels and in_per_group == 1 and out_channels == channels and kh * kw > 1:
+        return _depthwise(lhs, rhs, tuple(window_strides), tuple(tuple(p) for p in pads), dilation)
+
+    return fallback()
+
+
+def _taps(xp: Array, w: Array, strides: Sequence[int], dilation: Sequence[int], out_hw: Sequence[int]) -> Array:
+    """sum over taps (i, j) of the strided view of ``xp`` at offset (i*d, j*d) times ``w[i, j, 0]``, in float32."""
+    acc = jnp.promote_types(xp.dtype, jnp.float32)  # low-precision inputs accumulate in float32, as conv kernels do
+    out = None
+    for (i, j), view in _window_views(xp, w.shape[:2], strides, dilation, out_hw):
+        term = view.astype(acc) * w[i, j, 0].astype(acc)
+        out = term if out is None else out + term
+    return out
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _depthwise(x: Array, w: Array, strides: tuple[int, int], pads: tuple[tuple[int, int], ...],
+               dilation: tuple[int, int]) -> Array:
+    """Depthwise NHWC convolution as ``kh * kw`` shifted multiply-adds; its input gradient is the same loop over
+    the (stride-dilated, padded) output gradient, its filter gradient ``kh * kw`` multiply-reductions. Written out
+    rather than left to autodiff, whose input gradient pads every tap to the full input size (``kh * kw`` padded
+    temporaries and a long chain of fusions that XLA compiles slowly)."""
+    return _depthwise_fwd(x, w, strides, pads, dilation)[0]
+
+
+def _depthwise_fwd(x, w, strides, pads, dilation):
+    xp = lax.pad(x, jnp.array(0, x.dtype), [(0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)])
+    out_hw = [(xp.shape[1 + a] - ((w.shape[a] - 1) * dilation[a] + 1)) // strides[a] + 1 for a in range(2)]
+    return _taps(xp, w, strides, dilation, out_hw).astype(x.dtype), (xp, w)
+
+
+def _depthwise_bwd(strides, pads, dilation, residuals, g):
+    xp, w = residuals
+    kh, kw = w.shape[:2]
+    reach = [(w.shape[a] - 1) * dilation[a] for a in range(2)]
+    # Output position o reads padded input p = o * s + t * d, so the padded input's gradient at p is the sum over taps
+    # t of g[(p - t * d) / s] * w[t]: dilate g by the stride, pad it by the kernel's reach, read it at (reach - t*d).
+    gpad = lax.pad(g, jnp.array(0, g.dtype), [(0, 0, 0)] + [
+        (reach[a], xp.shape[1 + a] - (g.shape[1 + a] - 1) * strides[a] - 1, strides[a] - 1) for a in range(2)
+    ] + [(0, 0, 0)])
+    flipped = w[::-1, ::-1]  # tap t of the gradient loop reads offset (reach - t * d): the kernel reversed
+    dxp = _taps(gpad, flipped, (1, 1), dilation, xp.shape[1:3])
+    dx = dxp[:, pads[0][0]:xp.shape[1] - pads[0][1], pads[1][0]:xp.shape[2] - pads[1][1], :].astype(xp.dtype)
+    acc = jnp.promote_types(g.dtype, jnp.float32)
+    dw = jnp.stack([jnp.sum(view.astype(acc) * g.astype(acc), axis=(0, 1, 2))
+                    for _, view in _window_views(xp, (kh, kw), strides, dilation, g.shape[1:3])])
+    return dx, dw.reshape(kh, kw, 1, -1).astype(w.dtype)
+
+
+_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
+
+
+def max_pool(x: Array, window: Sequence[int], strides: Sequence[int], padding: Sequence[tuple[int, int]]) -> Array:
+    """NHWC max pooling with ``-inf`` padding, as ``flax.linen.max_pool``; a maximum of strided views on CPU."""
+    out_hw = [(x.shape[1 + a] + sum(padding[a]) - window[a]) // strides[a] + 1 for a in range(2)]
+    if not _on_cpu() or min(out_hw) <= 0:  # an input smaller than the window: an empty map, as reduce_window gives
+        return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, (1, *window, 1), (1, *strides, 1),
+                                 [(0, 0), *padding, (0, 0)])
+    padded = lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(0, 0, 0), (*padding[0], 0), (*padding[1], 0), (0, 0, 0)])
+    out = None
+    for _, view in _window_views(padded, window, strides, (1, 1), out_hw):
+        out = view if out is None else jnp.maximum(out, view)
+    return out

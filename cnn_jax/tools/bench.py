@@ -1,0 +1,503 @@
+"""Train-step and inference throughput of our models against peer frameworks, measured in one process.
+
+::
+
+    python -m cnn_jax.tools.bench --model resnet50 --batch 32 --resolution 224 [--dtype bfloat16] \
+        [--peers keras,torch] [--mode train,infer] [--windows 5 --steps 1] [--plain] [--variant NAME:K=V,...]
+
+Contenders, all on the same batch of synthetic images and labels:
+
+- ``ours``: the trainer's own step (``cnn_jax.train.steps.make_train_step`` on the model, optimiser and state of
+  ``cnn_jax.train.loop``: forward in train mode, cross-entropy, gradients, optax SGD with momentum 0.9 and masked
+  weight decay 1e-4, BatchNorm statistics, metrics), jitted with the state donated and the trainer's CPU compiler
+  options, as ``train_and_evaluate`` builds it (minus the one-device shardings); inference is the jitted eval-mode
+  forward.
+- ``keras``: the same architecture from ``keras.applications`` (Keras 3 on the JAX backend, ``weights=None``),
+  compiled with ``SGD(momentum=0.9, weight_decay=1e-4)`` and sparse cross-entropy on logits; the step is Keras's
+  own ``Model.train_step`` jitted with the state donated, as ``Model.make_train_function`` does inside ``fit``.
+  Inference: the jitted ``stateless_call`` in eval mode (Keras's ``predict_step``).
+- ``torch``: the same architecture from torchvision, PyTorch eager on CPU (oneDNN convolutions), SGD with
+  momentum and weight decay; inference under ``torch.inference_mode``. torchvision's PyPI wheel is a CUDA build
+  whose C++ operators do not load next to the CPU torch, so :func:`import_torchvision` first declares the schemas
+  of the two operators its Python code registers kernels for (``torchvision::nms``, ``torchvision::qnms``).
+- ``--plain`` adds ``ours-plain``: our model without the XLA:CPU convolution/pooling rewrites of
+  :mod:`cnn_jax.models.conv_ops`, i.e. the textbook Flax formulation.
+- ``--variant NAME:K=V,...`` adds ``ours`` compiled with XLA compiler options ``K=V`` (debug options such as
+  ``xla_cpu_enable_fast_math=true``), to A/B an option in the same run.
+
+Per contender and mode: ``first step s`` (model construction, variable initialisation, compilation and the first
+finished step: what a user waits for), ``compile s`` (lowering + XLA compilation of the step), images/s (median
+over ``--windows`` timed windows of ``--steps`` steps, after ``--warmup`` steps; the windows are interleaved
+across contenders so load from other processes hits all alike; ``spread`` = (max - min) / median), peak memory
+of the compiled XLA program (argument + output + temp - alias, from ``memory_analysis()``), and the achieved
+FLOP/s as a fraction of this host's matmul peak, measured here by a jitted ``--matmul-size`` fp32 matmul (before
+each model and at the end; the best counts, as load only lowers it). Every contender is charged the same work:
+XLA's flop count of *our* compiled step (``cost_analysis()``). Progress goes to stderr, the table to stdout.
+
+The tool runs with the XLA options of the environment: the test suite's ``XLA_FLAGS`` (optimisation level 0) would
+make XLA figures meaningless, so a non-empty ``XLA_FLAGS`` is printed in the header.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import cnn_jax  # noqa: E402
+from cnn_jax.models import conv_ops  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Peer:
+    """The same architecture elsewhere: ``keras.applications`` / ``torchvision.models`` constructor names, and
+    overrides that make our model do the same work (e.g. EfficientNet-B0's drop-connect 0.2 in both peers)."""
+
+    keras: str
+    torchvision: str
+    ours: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+PEERS: dict[str, Peer] = {
+    "resnet18": Peer("", "resnet18"),  # no Keras application: torch only
+    "resnet50": Peer("ResNet50", "resnet50"),
+    "efficientnet_b0": Peer("EfficientNetB0", "efficientnet_b0", {"drop_path_rate": 0.2}),
+    "mobilenet_v2": Peer("MobileNetV2", "mobilenet_v2"),
+    "densenet121": Peer("DenseNet121", "densenet121"),
+}
+MODES = ("train", "infer")
+DTYPES = ("float32", "bfloat16")
+LEARNING_RATE = 0.01
+MOMENTUM = 0.9
+WEIGHT_DECAY = 1e-4
+NUM_CLASSES = 1000
+
+
+@dataclasses.dataclass
+class Contender:
+    """One framework's step on one batch; ``step()`` advances its own state, ``sync()`` waits for it, ``current()``
+    returns ``(state, last output)`` (XLA contenders)."""
+
+    name: str
+    step: Callable[[], None]
+    sync: Callable[[], None]
+    current: Callable[[], tuple[Any, Any]] = lambda: (None, None)
+    first_step_s: float = float("nan")
+    compile_s: float = float("nan")
+    peak_bytes: float = float("nan")
+    flops_per_step: float = float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    first_step_s: float
+    compile_s: float
+    images_per_s: float
+    spread: float
+    peak_bytes: float
+    flops_per_image: float
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# XLA helpers
+
+
+def _compile(fn: Callable[..., Any], args: tuple, donate: bool, options: dict[str, Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    lowered = jax.jit(fn, donate_argnums=0 if donate else ()).lower(*args)
+    compiled = lowered.compile(compiler_options=options or None)
+    return compiled, time.perf_counter() - start
+
+
+def _peak_bytes(compiled: Any) -> float:
+    stats = compiled.memory_analysis()
+    if stats is None:
+        return float("nan")
+    return float(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+                 - stats.alias_size_in_bytes)
+
+
+def _flops(compiled: Any) -> float:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list | tuple):  # older JAX: one dict per device program
+        cost = cost[0]
+    return float((cost or {}).get("flops", float("nan")))
+
+
+def _xla_contender(name: str, fn: Callable[..., Any], state: Any, inputs: tuple, *, train: bool,
+                   options: dict[str, Any], started: float) -> Contender:
+    """Compiles and runs the first step of ``fn(state, *inputs)``: ``-> (state, out)`` with the state donated
+    (``train``), else ``-> out`` with the state left alone. ``started``: when model construction began."""
+    compiled, compile_s = _compile(fn, (state, *inputs), train, options)
+    box = {"state": state, "out": None}
+
+    def step():
+        if train:
+            box["state"], box["out"] = compiled(box["state"], *inputs)
+        else:
+            box["out"] = compiled(box["state"], *inputs)
+
+    def sync():
+        jax.block_until_ready((box["state"], box["out"]))
+
+    step()
+    sync()
+    return Contender(name, step, sync, lambda: (box["state"], box["out"]),
+                     first_step_s=time.perf_counter() - started, compile_s=compile_s,
+                     peak_bytes=_peak_bytes(compiled), flops_per_step=_flops(compiled))
+
+
+def matmul_peak_flops(size: int = 4096, repeats: int = 5) -> float:
+    """This host's fp32 matmul FLOP/s: the best of ``repeats`` timed ``size x size`` jitted matmuls."""
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Contenders
+
+
+def _synthetic_batch(batch: int, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((batch, resolution, resolution, 3), dtype=np.float32)
+    return images, rng.integers(0, NUM_CLASSES, batch).astype(np.int32)
+
+
+def ours(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *, dtype: str = "float32",
+         options: dict[str, Any] | None = None, name: str = "ours") -> Contender:
+    """Our model through the trainer's own train step (``mode="train"``) or the jitted eval forward."""
+    from cnn_jax.train import loop, optim, steps
+    from experiments.common import base_config
+
+    started = time.perf_counter()
+    config = base_config()
+    config.model.name = model_name
+    config.model.dtype = dtype
+    for key, value in PEERS.get(model_name, Peer("", "")).ours.items():
+        config.model[key] = value
+    config.optimizer.update(name="sgd", momentum=MOMENTUM, nesterov=False, weight_decay=WEIGHT_DECAY,
+                            schedule="constant", warmup_epochs=0.0)
+    model = loop.build_model(config)
+    lr_fn = optim.learning_rate_schedule(config.optimizer, LEARNING_RATE, 1, 1)
+    tx = optim.make_optimizer(config.optimizer, lr_fn)
+    # The trainer compiles with these on CPU (config.train.compile_keep_remat); variants add to them.
+    options = {**(steps.KEEP_REMAT_OPTIONS if config.train.compile_keep_remat and jax.default_backend() == "cpu"
+                  else {}), **(options or {})}
+    images, labels = jnp.asarray(images), jnp.asarray(labels)
+
+    def init_state(rng):
+        variables = model.init(rng, images[:1], train=False)
+        params = variables["params"]
+        return steps.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                                batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
+                                ema_params={})
+
+    state = jax.jit(init_state)(jax.random.key(0))
+    if mode == "train":
+        step = steps.make_train_step(model, tx, config, lr_fn)  # the trainer's step, not a re-implementation
+        return _xla_contender(name, step, state, (images, labels, jax.random.key(1)), train=True,
+                              options=options, started=started)
+
+    def infer(variables, images):
+        return model.apply(variables, images, train=False).logits
+
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    return _xla_contender(name, infer, variables, (images,), train=False, options=options, started=started)
+
+
+def keras_peer(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *,
+               dtype: str = "float32") -> Contender:
+    """``keras.applications`` on the JAX backend: Keras's own ``train_step``, jitted and donated as ``fit`` does."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        raise RuntimeError(f"Keras runs on {keras.backend.backend()!r}; set KERAS_BACKEND=jax before importing it")
+    constructor = PEERS[model_name].keras if model_name in PEERS else ""
+    if not constructor:
+        raise ValueError(f"no Keras application for {model_name!r}; keras peers exist for "
+                         f"{sorted(k for k, p in PEERS.items() if p.keras)}")
+    started = time.perf_counter()
+    keras.config.set_dtype_policy("mixed_bfloat16" if dtype == "bfloat16" else "float32")
+    try:
+        model = getattr(keras.applications, constructor)(
+            weights=None, input_shape=images.shape[1:], classes=NUM_CLASSES, classifier_activation=None)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    images, labels = jnp.asarray(images), jnp.asarray(labels)
+    if mode == "train":
+        model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.optimizer.build(model.trainable_variables)
+        state = tuple([v.value for v in variables] for variables in (
+            model.trainable_variables, model.non_trainable_variables, model.optimizer.variables,
+            model.metrics_variables))
+
+        def train(state, images, labels):
+            logs, state = model.train_step(state, (images, labels))
+            return state, logs["loss"]
+
+        return _xla_contender("keras", train, state, (images, labels), train=True, options={}, started=started)
+
+    state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+
+    def infer(state, images):
+        return model.stateless_call(*state, images, training=False)[0]
+
+    return _xla_contender("keras", infer, state, (images,), train=False, options={}, started=started)
+
+
+_TORCHVISION_SHIM: list[Any] = []  # the torch.library.Library must outlive the import
+
+
+def import_torchvision() -> Any:
+    """Imports torchvision next to a CPU-only torch.
+
+    torchvision's PyPI wheel is a CUDA build; its compiled operators fail to load, and its Python code then
+    registers fake kernels for ``torchvision::nms``/``qnms``, which fails unless the operators exist. Declaring
+    their schemas (as torchvision's C++ library would) lets the import, and every model, work; nms itself is
+    never called here.
+    """
+    import torch
+
+    if not _TORCHVISION_SHIM and "torchvision" not in sys.modules:
+        try:
+            library = torch.library.Library("torchvision", "DEF")
+            library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+            library.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
+            _TORCHVISION_SHIM.append(library)
+        except RuntimeError:  # already declared (a working torchvision build or an earlier shim)
+            pass
+    import torchvision
+
+    return torchvision
+
+
+def torch_peer(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *,
+               dtype: str = "float32") -> Contender:
+    """torchvision's model in PyTorch eager on CPU (NCHW), SGD with momentum; ``bfloat16`` runs under autocast."""
+    import torch
+
+    torchvision = import_torchvision()
+    if model_name not in PEERS:
+        raise ValueError(f"no torchvision peer for {model_name!r}; torch peers exist for {sorted(PEERS)}")
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, PEERS[model_name].torchvision)(num_classes=NUM_CLASSES)
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    y = torch.from_numpy(labels.astype(np.int64))
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+    if mode == "train":
+        model.train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM,
+                                    weight_decay=WEIGHT_DECAY)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+            loss.backward()
+            optimizer.step()
+    else:
+        model.eval()
+
+        def step():
+            with torch.inference_mode(), autocast:
+                model(x)
+
+    step()
+    return Contender("torch", step, lambda: None, first_step_s=time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Measurement
+
+
+def _time_window(contender: Contender, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        contender.step()
+    contender.sync()
+    return time.perf_counter() - start
+
+
+def _option_value(value: str) -> str | bool | int:
+    # XLA parses booleans only from Python bools (or "True"/"False"), so "true" becomes True.
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``"NAME:KEY=VALUE,KEY=VALUE"`` -> ``(NAME, {KEY: VALUE})`` (XLA compiler options for an extra ``ours``);
+    ``true``/``false`` and integers are converted. A repeated enum option takes ``|``-separated values."""
+    name, sep, rest = text.partition(":")
+    options = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--variant {text!r}: expected NAME:KEY=VALUE[,KEY=VALUE...], got item {item!r}")
+        options[key.strip()] = _option_value(value.strip().replace("|", ","))
+    if not sep or not name or not options:
+        raise ValueError(f"--variant {text!r}: expected NAME:KEY=VALUE[,KEY=VALUE...]")
+    return name, options
+
+
+def measure(model_name: str, mode: str, *, batch: int, resolution: int, dtype: str = "float32",
+            peers: Sequence[str] = (), variants: Sequence[tuple[str, dict[str, Any]]] = (), plain: bool = False,
+            windows: int = 5, steps: int = 1, warmup: int = 1) -> dict[str, Result]:
+    """``{contender: Result}`` for one model and mode; timed windows are interleaved across contenders.
+
+    ``plain`` adds ``ours-plain``: our model traced without the XLA:CPU rewrites of ``cnn_jax.models.conv_ops``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}; expected one of {MODES}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}; expected one of {DTYPES}")
+    images, labels = _synthetic_batch(batch, resolution)
+    builders: list[Callable[[], Contender]] = [lambda: ours(model_name, mode, images, labels, dtype=dtype)]
+    for name, options in variants:
+        builders.append(lambda name=name, options=options: ours(model_name, mode, images, labels, dtype=dtype,
+                                                                options=options, name=name))
+    if plain:
+        def build_plain() -> Contender:
+            with conv_ops.rewrites(False):
+                return ours(model_name, mode, images, labels, dtype=dtype, name="ours-plain")
+
+        builders.append(build_plain)
+    peer_builders = {"keras": keras_peer, "torch": torch_peer}
+    for peer in peers:
+        if peer not in peer_builders:
+            raise ValueError(f"unknown peer {peer!r}; expected some of {sorted(peer_builders)}")
+        builders.append(lambda peer=peer: peer_builders[peer](model_name, mode, images, labels, dtype=dtype))
+    contenders = []
+    for build in builders:
+        contenders.append(build())
+        c = contenders[-1]
+        print(f"#   {model_name} {mode} {c.name}: first step after {c.first_step_s:.1f} s "
+              f"(compile {_cell(c.compile_s, '.1f')} s)", file=sys.stderr, flush=True)
+        gc.collect()
+    for contender in contenders:
+        for _ in range(warmup):
+            _time_window(contender, 1)
+    seconds: dict[str, list[float]] = {c.name: [] for c in contenders}
+    for _ in range(windows):
+        for contender in contenders:
+            seconds[contender.name].append(_time_window(contender, steps))
+    work = contenders[0].flops_per_step / batch  # our model's flops per image, charged to every contender
+    results = {}
+    for contender in contenders:
+        rates = [steps * batch / s for s in seconds[contender.name]]
+        median = statistics.median(rates)
+        results[contender.name] = Result(contender.first_step_s, contender.compile_s, median,
+                                         (max(rates) - min(rates)) / median, contender.peak_bytes, work)
+    return results
+
+
+def machine() -> str:
+    """Device, host CPU and library versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import flax
+
+    versions = [f"jax {jax.__version__}", f"jaxlib {jax.lib.__version__}", f"flax {flax.__version__}"]
+    for module in ("keras", "torch"):
+        if module in sys.modules:
+            versions.append(f"{module} {sys.modules[module].__version__}")
+    device = jax.devices()[0]
+    return f"{device.platform}:{device.device_kind}; {os.cpu_count()} x {cpu}; " + ", ".join(versions)
+
+
+def _cell(value: float, fmt: str) -> str:
+    return "–" if value != value else format(value, fmt)  # NaN -> dash
+
+
+def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Result]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", nargs="+", required=True, help=f"registered model names; peers: {sorted(PEERS)}")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--dtype", choices=DTYPES, default="float32")
+    parser.add_argument("--peers", default="", help="comma-separated: keras,torch")
+    parser.add_argument("--mode", default="train,infer", help="comma-separated: train,infer")
+    parser.add_argument("--windows", type=int, default=5, help="timed windows per contender (median reported)")
+    parser.add_argument("--steps", type=int, default=1, help="steps per timed window")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the first")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:K=V,...",
+                        help="also time ours compiled with these XLA options (repeatable)")
+    parser.add_argument("--plain", action="store_true",
+                        help="also time ours without the XLA:CPU conv/pool rewrites (cnn_jax.models.conv_ops)")
+    parser.add_argument("--matmul-size", type=int, default=4096, help="square fp32 matmul that measures the peak")
+    args = parser.parse_args(argv)
+    peers = [p for p in args.peers.split(",") if p]
+    modes = [m for m in args.mode.split(",") if m]
+    for mode in modes:
+        if mode not in MODES:
+            parser.error(f"--mode {mode!r}; expected some of {','.join(MODES)}")
+    for model_name in args.model:
+        cnn_jax.model_info(model_name)  # unknown names fail here, before anything compiles
+    variants = [parse_variant(v) for v in args.variant]
+
+    print("# command: python -m cnn_jax.tools.bench " + " ".join(sys.argv[1:] if argv is None else argv))
+    if os.environ.get("XLA_FLAGS"):
+        print(f"# XLA_FLAGS={os.environ['XLA_FLAGS']} (not XLA's defaults)")
+    print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    # The matmul peak is measured before each model and at the end, the best kept: load only lowers it.
+    peaks = []
+    results = {}
+    for model_name in args.model:
+        peaks.append(matmul_peak_flops(args.matmul_size))
+        for mode in modes:
+            res = measure(model_name, mode, batch=args.batch, resolution=args.resolution, dtype=args.dtype,
+                          peers=peers, variants=variants, plain=args.plain, windows=args.windows, steps=args.steps,
+                          warmup=args.warmup)
+            results[(model_name, mode)] = res
+            for name, r in res.items():
+                print(f"#   {model_name} {mode} {name}: {r.images_per_s:.2f} img/s", file=sys.stderr, flush=True)
+            gc.collect()
+    peaks.append(matmul_peak_flops(args.matmul_size))
+    peak = max(peaks)
+    print(f"# fp32 matmul peak ({args.matmul_size}^2, jitted): {peak / 1e9:.0f} GFLOP/s (best of "
+          + ", ".join(f"{p / 1e9:.0f}" for p in peaks) + ")")
+    print("model | mode | contender | first step s | compile s | img/s (spread) | peak MiB | GFLOP/s | % of peak "
+          "| ours / contender")
+    print("---|---|---|---|---|---|---|---|---|---")
+    for (model_name, mode), res in results.items():
+        base = res["ours"].images_per_s
+        for name, r in res.items():
+            achieved = r.flops_per_image * r.images_per_s
+            print(f"{model_name} | {mode} | {name} | {r.first_step_s:.1f} | {_cell(r.compile_s, '.1f')} | "
+                  f"{r.images_per_s:.2f} ({r.spread:.0%}) | {_cell(r.peak_bytes / 2**20, '.0f')} | "
+                  f"{_cell(achieved / 1e9, '.1f')} | {_cell(100 * achieved / peak, '.1f')} | "
+                  f"{base / r.images_per_s:.2f}")
+    print(f"# {machine()}; batch {args.batch}, {args.resolution}x{args.resolution}, {args.dtype}")
+    print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The XLA:CPU rewrites of ``cnn_jax.models.conv_ops`` equal the plain lax/flax ops, values and gradients."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from cnn_jax.models import conv_ops
+
+# What flax.linen.Conv passes for NHWC inputs.
+NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
+PAD1 = ((1, 1), (1, 1))
+
+
+@pytest.mark.parametrize(
+    "size,cin,cout,kernel,stride,padding,groups,dilation",
+    [
+        (9, 8, 16, 1, 1, ((0, 0), (0, 0)), 1, 1),  # pointwise -> dot_general
+        (9, 8, 16, 1, 2, ((0, 0), (0, 0)), 1, 1),  # strided pointwise (ResNet downsample shortcut)
+        (8, 8, 16, 1, 2, "VALID", 1, 1),
+        (9, 8, 8, 3, 1, PAD1, 8, 1),  # depthwise -> shifted multiply-adds
+        (9, 8, 8, 3, 2, PAD1, 8, 1),
+        (10, 8, 8, 5, 2, "SAME", 8, 1),  # TF "SAME": asymmetric padding at stride 2
+        (9, 8, 8, 3, 1, ((2, 2), (2, 2)), 8, 2),  # dilated depthwise
+        (9, 8, 16, 3, 1, PAD1, 1, 1),  # dense 3x3: left to lax
+        (9, 8, 16, 3, 1, PAD1, 4, 1),  # grouped: left to lax
+        (9, 8, 16, 3, 1, PAD1, 8, 1),  # depthwise with channel multiplier 2: left to lax
+    ],
+)
+def test_conv_matches_lax_values_and_gradients(size, cin, cout, kernel, stride, padding, groups, dilation):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, size, size, cin)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((kernel, kernel, cin // groups, cout)), jnp.float32)
+
+    def loss(conv):
+        def f(x, w):
+            y = conv(x, w, (stride, stride), padding, rhs_dilation=(dilation, dilation), dimension_numbers=NHWC,
+                     feature_group_count=groups)
+            return jnp.sum(jnp.sin(y)), y.shape
+
+        return jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))
+
+    (ref, ref_shape), ref_grads = loss(lax.conv_general_dilated)(x, w)
+    (new, new_shape), new_grads = loss(conv_ops.conv_general_dilated)(x, w)
+    assert new_shape == ref_shape
+    np.testing.assert_allclose(new, ref, rtol=1e-4, atol=1e-3)
+    for a, b in zip(new_grads, ref_grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_rewrites_change_the_program_and_can_be_switched_off():
+    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((1, 1, 4, 6))
+
+    def primitives():
+        jaxpr = jax.make_jaxpr(lambda x, w: conv_ops.conv_general_dilated(x, w, (1, 1), "VALID",
+                                                                          dimension_numbers=NHWC))(x, w)
+        return {e.primitive.name for e in jaxpr.eqns}
+
+    assert "dot_general" in primitives() and "conv_general_dilated" not in primitives()
+    with conv_ops.rewrites(False):
+        assert "conv_general_dilated" in primitives()
+    assert "dot_general" in primitives()
+
+
+def test_bfloat16_depthwise_accumulates_in_float32():
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((1, 6, 6, 4)), jnp.bfloat16)
+    w = jnp.asarray(rng.standard_normal((3, 3, 1, 4)), jnp.bfloat16)
+    y = conv_ops.conv_general_dilated(x, w, (1, 1), PAD1, dimension_numbers=NHWC, feature_group_count=4)
+    ref = lax.conv_general_dilated(x.astype(jnp.float32), w.astype(jnp.float32), (1, 1), PAD1,
+                                   dimension_numbers=NHWC, feature_group_count=4)
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_allclose(y.astype(jnp.float32), ref, rtol=1e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("window,stride,pad", [(3, 2, 1), (3, 1, 1), (2, 2, 0), (3, 2, 0)])
+def test_max_pool_matches_flax_values_and_gradients(window, stride, pad):
+    x = jnp.asarray(np.random.default_rng(2).standard_normal((2, 11, 11, 4)), jnp.float32)
+    pads = [(pad, pad), (pad, pad)]
+
+    def ref(x):
+        return jnp.sum(jnp.sin(nn.max_pool(x, (window, window), (stride, stride), padding=pads)))
+
+    def new(x):
+        return jnp.sum(jnp.sin(conv_ops.max_pool(x, (window, window), (stride, stride), pads)))
+
+    (a, ga), (b, gb) = jax.value_and_grad(ref)(x), jax.value_and_grad(new)(x)
+    np.testing.assert_allclose(b, a, rtol=1e-6)
+    np.testing.assert_allclose(gb, ga, atol=1e-6)  # distinct values: no ties for the gradient to split
