@@ -8,25 +8,11 @@ Run:
   python launch.py --config experiments/fashion_mnist/efficientnet_b0.py --workdir /tmp/effb0_fmnist
 """
 
-from experiments.common import base_config
+from experiments.fashion_mnist.common import efficientnet_proxy_config
 
 
 def get_config():
-    c = base_config()
-    c.model.name = "efficientnet_b0"
-    c.model.in_channels = 1
-    c.model.num_classes = 10
+    c = efficientnet_proxy_config("efficientnet_b0")
     c.model.width_mult = 1.0
     c.model.depth_mult = 1.0
-    c.model.drop_rate = 0.2
-    # BatchNorm momentum 0.9 (PyTorch's): with TF's 0.99 the running statistics of a few-hundred-step proxy run are
-    # still mostly their initial values, and eval-mode accuracy is chance.
-    c.model.norm_convention = "pytorch"
-    c.data.image_size = 32
-    c.train.epochs = 5.0
-    c.train.global_batch = 128
-    c.optimizer.name = "adamw"
-    c.optimizer.base_lr = 2e-3  # per 256 examples
-    c.optimizer.weight_decay = 1e-4
-    c.optimizer.warmup_epochs = 0.2
     return c
