@@ -90,12 +90,12 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def evaluate(eval_step, variables: tuple[Any, Any], dataset, config, mesh, prefix: str = "eval"
+def evaluate(eval_step, variables: tuple[Any, Any], dataset, eval_transform, config, mesh, prefix: str = "eval"
              ) -> dict[str, float]:
     """Exact evaluation of ``variables = (params, batch_stats)``: every example of the eval split scored once
     (padded last batch, masked). Metrics are named ``{prefix}/top1`` etc."""
     totals: dict[str, float] = {}
-    batches = pipeline.eval_batches(dataset.eval, pipeline.make_transforms(config, dataset).eval,
+    batches = pipeline.eval_batches(dataset.eval, eval_transform,
                                     global_batch=config.train.eval_batch, process_index=jax.process_index(),
                                     process_count=jax.process_count(), num_threads=config.data.num_threads)
     for images, labels, mask in batches:
@@ -261,9 +261,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                           f"{images_per_s:.0f} img/s ETA {eta:.0f}s", flush=True)
                 window_start, window_steps, data_wait = time.time(), 0, 0.0
             if step % eval_every == 0 or last:
-                eval_metrics = evaluate(eval_step, (state.params, state.batch_stats), dataset, config, mesh)
+                eval_args = (dataset, transforms.eval, config, mesh)
+                eval_metrics = evaluate(eval_step, (state.params, state.batch_stats), *eval_args)
                 if config.train.ema_decay:
-                    eval_metrics |= evaluate(eval_step, (state.ema_params, state.batch_stats), dataset, config, mesh,
+                    eval_metrics |= evaluate(eval_step, (state.ema_params, state.batch_stats), *eval_args,
                                              prefix="eval_ema")
                 writer.write(step, eval_metrics)
                 if jax.process_index() == 0:
