@@ -1,5 +1,8 @@
 """Entry point: ``python launch.py --config experiments/<family>/<file>.py[:args] --workdir DIR [--config.k=v]``."""
 
+import os
+
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -12,6 +15,10 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics; a r
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-host runs.")
 flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
+flags.DEFINE_string("compilation_cache_dir",
+                    os.environ.get("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/cnn_jax/xla")),
+                    "JAX's persistent compilation cache: a relaunch (resume after preemption, a repeated config) "
+                    "loads the compiled init and train step instead of compiling them again. Empty: off.")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -20,6 +27,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO; progress lines are printed
+    if FLAGS.compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", FLAGS.compilation_cache_dir)
     parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
 

@@ -84,3 +84,14 @@ def test_matmul_peak_and_bad_arguments():
         bench.keras_peer("resnet18", "infer", np.zeros((1, 32, 32, 3), np.float32), np.zeros(1, np.int32))
     with pytest.raises(SystemExit):
         bench.main(["--model", "resnet18", "--mode", "fit"])
+
+
+def test_first_step_in_fresh_processes_times_each_contender_and_names_a_failing_one():
+    # ours relaunched on the cache an untimed launch filled: two fresh processes
+    seconds = bench.first_step_in_fresh_processes("resnet18", "infer", [bench.WARM_CACHE], runs=1, batch=1,
+                                                  resolution=32, dtype="float32")
+    assert {name: len(values) for name, values in seconds.items()} == {bench.WARM_CACHE: 1}
+    assert all(0 < s < 300 for values in seconds.values() for s in values)
+    with pytest.raises(RuntimeError, match="--first-step-of no_such_contender .*before its first step"):
+        bench.first_step_in_fresh_processes("resnet18", "infer", ["no_such_contender"], runs=1, batch=1,
+                                            resolution=32, dtype="float32")

@@ -322,3 +322,19 @@ def test_weights_directory_round_trip_and_errors(tmp_path):
         weights.load_variables(tmp_path / "w")
     with pytest.raises(weights.WeightsError, match=r"meta lacks \['overrides'\]"):
         weights.save_variables(tmp_path / "v", variables, {"model": "lenet5"})
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "efficientnet_b7"])
+def test_torchvision_efficientnet_mapping_uses_the_models_batchnorm_epsilon(name):
+    """torchvision's B0-B4 keep PyTorch's BatchNorm eps 1e-5, its B5-B7 (ported from TF) use 1e-3."""
+    import torch
+
+    from cnn_jax.convert.mappings import find_mapping
+    from cnn_jax.models.layers import BN_CONVENTIONS
+
+    source = getattr(import_torchvision().models, name)(num_classes=3)
+    eps = {m.eps for m in source.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    mapping = find_mapping("torchvision", name)
+    assert eps == {mapping.bn_eps}, (name, eps, mapping.family)
+    _, target_eps = BN_CONVENTIONS[mapping.overrides["norm_convention"]]
+    assert target_eps == mapping.bn_eps  # the imported model normalises with the source's epsilon

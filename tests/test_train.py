@@ -248,3 +248,28 @@ def test_every_documented_config_command_builds_its_model(path, arg):
     transforms.make_train_transform(config.data.train_transform, **stats)
     transforms.make_eval_transform(config.data.eval_transform, crop_fraction=0.875, **stats)
     transforms.make_batch_transform(config.data.batch_transform, num_classes=config.model.num_classes)
+
+
+def test_initialise_while_compiling_overlaps_the_two_and_raises_their_errors():
+    import threading
+
+    from cnn_jax.train import steps
+
+    threads = {}
+
+    def init():
+        threads["init"] = threading.current_thread().name
+        return "state"
+
+    def compile_step():
+        threads["compile"] = threading.current_thread().name
+        return "compiled"
+
+    assert steps.initialise_while_compiling(init, compile_step) == ("state", "compiled")
+    assert threads["init"] == threading.current_thread().name and threads["compile"].startswith("compile_train_step")
+
+    def broken():
+        raise ValueError("no first batch")
+
+    with pytest.raises(ValueError, match="no first batch"):
+        steps.initialise_while_compiling(init, broken)

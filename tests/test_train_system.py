@@ -44,11 +44,14 @@ def _config(overrides: dict):
 
 
 def _launch(workdir, overrides: dict, *, devices: int = 1, extra: tuple[str, ...] = (), wait: bool = True):
-    args = [sys.executable, "launch.py", "--config", LENET, "--workdir", str(workdir), *extra]
+    # A test-local persistent compilation cache, written at any compile time: relaunches load from it.
+    args = [sys.executable, "launch.py", "--config", LENET, "--workdir", str(workdir),
+            "--compilation_cache_dir", str(pathlib.Path(workdir).parent / "xla_cache"), *extra]
     args += [f"--config.{k}={v}" for k, v in overrides.items()]
     flags = f"--xla_force_host_platform_device_count={devices} {os.environ.get('XLA_FLAGS', '')}"
     # The same PRNG as this process (conftest picks "rbg"), so in-process runs are comparable.
-    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", JAX_DEFAULT_PRNG_IMPL=jax.config.jax_default_prng_impl)
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", JAX_DEFAULT_PRNG_IMPL=jax.config.jax_default_prng_impl,
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     if not wait:
         return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -226,6 +229,8 @@ def test_sigkilled_run_resumes_from_its_last_complete_checkpoint(tmp_path):
     proc.wait()
     complete = max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
     assert 40 <= complete < 300
+    # The relaunch loads the compiled train step from the persistent cache; the result must not change.
+    assert any(p.name.startswith("jit_train_step") for p in (tmp_path / "xla_cache").iterdir())
     output = _launch(tmp_path / "killed", overrides)
     assert f"resumed from step {complete}" in output, output[-2000:]
     train_and_evaluate(_config(overrides), tmp_path / "straight")
@@ -258,20 +263,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-@pytest.mark.skip(reason="orbax 0.12.8 fails the multi-process save of fully replicated state on one shared "
-                  "directory: process 1 writes no ArrayMetadata, finalize raises 'ArrayMetadata Store contains "
-                  "metadata from just one process' and both processes then wait minutes on a barrier (issue 6)")
-def test_two_distributed_processes_train_like_one(tmp_path):
-    overrides = SMALL_RUN | {"train.num_steps": 6, "train.checkpoint_every_steps": 6}
+def _run_two_processes(args_of, timeout: int = 300) -> list[str]:
+    """Runs ``args_of(process_id, coordinator_address)`` as two processes; their outputs, once both exited 0."""
     address = f"localhost:{_free_port()}"
-    procs = [_launch(tmp_path / "two", overrides, wait=False,
-                     extra=("--coordinator_address", address, "--num_processes", "2", "--process_id", str(i)))
-             for i in range(2)]
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
-    assert "2 devices" in outputs[0] and "eval step 6" in outputs[0]
-    assert outputs[1].count("step 6/6") == 0  # only process 0 prints progress
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=1 {os.environ.get('XLA_FLAGS', '')}",
+               JAX_PLATFORMS="cpu", JAX_DEFAULT_PRNG_IMPL=jax.config.jax_default_prng_impl, PYTHONPATH=str(REPO),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    procs = [subprocess.Popen(args_of(i, address), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    try:
+        outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:  # hung processes must not outlive the test; their output says where they waited
+            p.kill()
+        outputs = [p.communicate()[0] for p in procs]
+        pytest.fail(f"the processes did not finish within {timeout} s:\n" + "\n".join(o[-3000:] for o in outputs))
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    return outputs
+
+
+@pytest.mark.slow
+def test_two_distributed_processes_train_like_one(tmp_path):
+    """Two ``jax.distributed`` processes (one CPU device each, gloo collectives) train, checkpoint, resume and
+    finish like one process with two devices and the same global batch."""
+    overrides = SMALL_RUN | {"train.num_steps": 6, "train.checkpoint_every_steps": 3, "train.checkpoint_timeout_s": 60}
+
+    def launch_two(run_overrides):
+        return _run_two_processes(lambda i, address: [
+            sys.executable, "launch.py", "--config", LENET, "--workdir", str(tmp_path / "two"),
+            "--compilation_cache_dir", str(tmp_path / "xla_cache"),
+            "--coordinator_address", address, "--num_processes", "2", "--process_id", str(i),
+            *[f"--config.{k}={v}" for k, v in run_overrides.items()]])
+
+    # The first invocation stops after step 3: its last step saves both `checkpoints` and `best` (eval) at once.
+    first = launch_two(overrides | {"train.stop_after_steps": 3})
+    assert "2 devices" in first[0] and "eval step 3" in first[0]
+    second = launch_two(overrides)
+    assert "resumed from step 3" in second[0] and "eval step 6" in second[0]
+    assert "step 6/6" not in second[1]  # only process 0 prints progress
     _launch(tmp_path / "one", overrides, devices=2)
     (step_a, state_a), (step_b, state_b) = _final(tmp_path / "two"), _final(tmp_path / "one")
     assert step_a == step_b == 6
@@ -280,6 +309,25 @@ def test_two_distributed_processes_train_like_one(tmp_path):
     metrics_one = [r for r in read_metrics(tmp_path / "one") if "eval/top1" in r]
     assert metrics_two[-1]["eval/examples"] == 200
     np.testing.assert_allclose(metrics_two[-1]["eval/top1"], metrics_one[-1]["eval/top1"])
+
+
+def test_two_process_checkpoints_survive_crossed_saves_and_fail_fast(tmp_path):
+    """Two Checkpointers saving the same step while the processes finish in crossed order both succeed (orbax's
+    barrier keys used to collide), and a save failing on one process fails on both within its timeout."""
+    outputs = _run_two_processes(lambda i, address: [
+        sys.executable, str(REPO / "tests" / "checkpoint_processes.py"), str(i), address, str(tmp_path / "ckpt")],
+        timeout=120)
+    for i, output in enumerate(outputs):
+        assert "crossed saves done" in output, output[-3000:]
+        assert "failing save raised after" in output, output[-3000:]
+        raised = output[output.index("failing save raised after"):]
+        assert f"failed on process {i} of 2" in raised and "train.checkpoint_timeout_s" in raised
+        assert float(raised.split()[4]) < 20  # the timeout is 3 s; orbax's default would wait 20 minutes
+    assert "injected write failure on process 1" in outputs[1]
+    for item in ("checkpoints", "best/checkpoints"):  # both processes' array metadata, in the finished step
+        assert sorted(p.name for p in (tmp_path / "ckpt" / item / "3" / "state" / "array_metadatas").iterdir()) == [
+            "process_0", "process_1"]
+    assert _final(tmp_path / "ckpt")[1]["w"].tolist() == np.arange(16.0).reshape(4, 4).tolist()
 
 
 def test_init_from_imported_weights_loads_them_and_refits_the_classifier(tmp_path):

@@ -354,10 +354,13 @@ VGG_TV = Mapping("torchvision VGG", VGG_TORCH_RULES, "fc8", bn_eps=1e-5, flatten
                  note="fc6 rows permuted from torchvision's NCHW flatten to NHWC")
 DENSENET_TV = Mapping("torchvision DenseNet", DENSENET_TORCH_RULES, "head/fc", bn_eps=1e-5)
 MBV2_TV = Mapping("torchvision MobileNetV2", MBV2_TORCHVISION_RULES, "head/fc", bn_eps=1e-5)
-EFFNET_TV = Mapping("torchvision EfficientNet", EFFNET_TORCHVISION_RULES, "head/fc", bn_eps=1e-5,
+EFFNET_TV = Mapping("torchvision EfficientNet B0-B4", EFFNET_TORCHVISION_RULES, "head/fc", bn_eps=1e-5,
                     overrides={"norm_convention": "pytorch"},
-                    note="torchvision's B0-B7 use PyTorch's BatchNorm defaults (eps 1e-5, measured on 0.28); "
-                         "symmetric padding")
+                    note="torchvision 0.28's B0-B4 use PyTorch's BatchNorm defaults (eps 1e-5); symmetric padding")
+# B5-B7 were ported from the TF weights: BatchNorm2d(eps=0.001, momentum=0.01), i.e. the TF convention.
+EFFNET_TV_B5_B7 = Mapping("torchvision EfficientNet B5-B7", EFFNET_TORCHVISION_RULES, "head/fc", bn_eps=1e-3,
+                          overrides={"norm_convention": "tf"},
+                          note="torchvision 0.28's B5-B7: BN eps 1e-3, momentum 0.01 (TF's); symmetric padding")
 GOOGLENET_TV = Mapping("torchvision GoogLeNet", GOOGLENET_TORCHVISION_RULES, "head/fc", bn_eps=1e-3,
                        flatten_chw={"aux1/fc1": 128, "aux2/fc1": 128},
                        note="aux fc1 rows permuted NCHW -> NHWC; transform_input is preprocessing, not imported")
@@ -375,7 +378,8 @@ TORCH_MAPPINGS: dict[str, list[tuple[tuple[str, ...], Mapping]]] = {
         (("vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"), VGG_TV),
         (("densenet121", "densenet161", "densenet169", "densenet201"), DENSENET_TV),
         (("mobilenet_v2",), MBV2_TV),
-        (("efficientnet_b[0-7]",), EFFNET_TV),
+        (("efficientnet_b[0-4]",), EFFNET_TV),
+        (("efficientnet_b[5-7]",), EFFNET_TV_B5_B7),
         (("googlenet", "googlenet_aux"), GOOGLENET_TV),
         (("inception_v3", "inception_v3_aux"), INCEPTION_V3_TV),
     ],

@@ -19,9 +19,25 @@ reference rate is ``DROP_CONNECT_RATE`` = 0.2 for every variant (official ``drop
 text says 0.3); the class default stays 0.0 like every model's, so pass ``drop_path_rate=0.2`` for the paper's
 recipe. Rounding: widths ``make_divisible(c * width, 8)`` (never more than 10% below), repeats ``ceil(r * depth)``.
 
-Conventions as fields: ``norm_convention`` 'tf' (BN decay 0.99, eps 1e-3: paper and official code; torchvision
-keeps eps 1e-3 with PyTorch's momentum 0.1) and ``padding`` 'symmetric' (torchvision/timm) or 'same' (the TF
-reference's "SAME", which pads stride-2 convs more at the bottom/right: same shapes, shifted sampling grid).
+Conventions as fields: ``norm_convention`` 'tf' (BN decay 0.99, eps 1e-3: paper and official code) or
+'pytorch' (decay 0.9, eps 1e-5: torchvision 0.28's B0-B4 and timm's ``efficientnet_b*`` use PyTorch's BatchNorm
+defaults; torchvision's B5-B7, ported from TF weights, use eps 1e-3 with PyTorch momentum 0.01, i.e. decay 0.99);
+``padding`` 'symmetric' (torchvision/timm) or 'same' (the TF reference's "SAME", which pads stride-2 convs more at
+the bottom/right: same shapes, shifted sampling grid); ``init_convention`` 'tf' (He-normal over the *per-group*
+fan-out, so a kxk depthwise kernel has std sqrt(2 / k^2): the TF builder's ``conv_kernel_initializer`` and timm's
+``_init_weight_goog``) or 'pytorch' (torchvision's ``kaiming_normal_(mode="fan_out")``, which ignores the groups:
+std sqrt(2 / (k^2 C)) for C channels).
+
+Why the init convention matters (measured on the Fashion-MNIST proxy at 32 px, tests/test_efficientnet_bn.py):
+BatchNorm's running variance starts at 1 and after t updates still holds ``decay^t`` of it (0.9^40 = 0.015).
+Under 'pytorch' the depthwise convs of the deep stages output variances of ~2e-5 at init (C = 576-1152 channels,
+and on the 1x1 maps of a 32 px input only the centre tap sees data), so after 40 steps their running variances are
+~700x the true ones, each such BN shrinks its eval-mode output ~26x, the shrinking compounds over the blocks and
+eval-mode top-1 is chance (0.10 vs 0.27 in train mode, width 0.5, batch 64). Under 'tf' those variances are
+0.02-0.6 and the remainder matters ~100x less (eval 0.14 vs train 0.23 at 40 steps; with the running statistics
+re-estimated, 0.22). Either way the effect is the BatchNorm remainder, not the statistics plumbing: after 150
+steps (0.9^150 = 1e-7) both conventions evaluate like they train (eval top-1 0.65 'tf', 0.71 'pytorch', one
+seed each, phi = 1 at 37 px, batch 64).
 """
 
 from __future__ import annotations
@@ -107,6 +123,7 @@ class _EfficientNetBody(nn.Module):
     se_rule: str = "input"
     padding: str = "symmetric"
     norm_convention: str = "tf"
+    init_convention: str = "tf"
 
     def scaling(self) -> tuple[float, float]:
         """(width multiplier, depth multiplier)."""
@@ -116,8 +133,8 @@ class _EfficientNetBody(nn.Module):
     def __call__(self, images: jnp.ndarray, *, train: bool) -> layers.ModelOutput:
         layers.check_images(images, self.in_channels, type(self).__name__)
         width, depth = self.scaling()
-        conv = dict(padding=self.padding, norm_convention=self.norm_convention, dtype=self.dtype,
-                    param_dtype=self.param_dtype)
+        conv = dict(padding=self.padding, norm_convention=self.norm_convention, init_convention=self.init_convention,
+                    dtype=self.dtype, param_dtype=self.param_dtype)
         act = ACTIVATIONS[self.act]
         stem = round_channels(self.stem_channels, width)
         x = layers.ConvNormAct(stem, 3, strides=2, act=act, name="stem", **conv)(images, train=train)

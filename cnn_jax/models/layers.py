@@ -21,6 +21,26 @@ Activation = Callable[[Array], Array]
 # He-normal over fan-out, the initialiser of the torchvision/timm conv layers these families are compared with.
 conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
+# The fan-out of He et al. 2015 (Sec. 2.2, backward case) for a grouped conv: each input unit feeds
+# kh * kw * out / groups outputs. PyTorch's kaiming_normal_(mode="fan_out") (torchvision) ignores the groups and
+# uses kh * kw * out; the TensorFlow EfficientNet/MnasNet builders (conv_kernel_initializer on a [k, k, C, 1]
+# depthwise kernel) and timm's _init_weight_goog(fix_group_fanout=True) divide by the groups. The two agree for
+# ordinary convs; for a depthwise conv of C channels the PyTorch rule's weights are sqrt(C) times smaller, so the
+# conv's outputs start with a variance ~1/C of the TF rule's, far below BatchNorm's initial running variance of 1
+# (which then dominates the running statistics of short runs; see cnn_jax/models/efficientnet.py).
+INIT_CONVENTIONS: tuple[str, ...] = ("pytorch", "tf")
+
+
+def grouped_conv_kernel_init(groups: int, convention: str = "pytorch") -> nn.initializers.Initializer:
+    """He-normal over fan-out for a conv with ``groups`` groups under an init convention of ``INIT_CONVENTIONS``:
+    ``'pytorch'`` is :data:`conv_kernel_init` whatever the groups, ``'tf'`` uses the per-group fan-out."""
+    if convention not in INIT_CONVENTIONS:
+        raise ValueError(f"unknown init convention {convention!r}; expected one of {list(INIT_CONVENTIONS)}")
+    if convention == "pytorch" or groups == 1:
+        return conv_kernel_init
+    # Flax's fan_out for an HWIO kernel is kh * kw * out; scaling the variance by ``groups`` divides it by them.
+    return nn.initializers.variance_scaling(2.0 * groups, "fan_out", "normal")
+
 
 @flax.struct.dataclass
 class ModelOutput:
@@ -115,6 +135,7 @@ class ConvNormAct(nn.Module):
     act: Activation | None = nn.relu
     norm: bool = True
     norm_convention: str = "pytorch"
+    init_convention: str = "pytorch"  # fan-out of grouped convs (``grouped_conv_kernel_init``)
     zero_init_norm: bool = False
     dtype: Dtype = None
     param_dtype: Dtype = jnp.float32
@@ -130,7 +151,7 @@ class ConvNormAct(nn.Module):
             kernel_dilation=self.dilation,
             feature_group_count=self.groups,
             use_bias=not self.norm,
-            kernel_init=conv_kernel_init,
+            kernel_init=grouped_conv_kernel_init(self.groups, self.init_convention),
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             conv_general_dilated=conv_ops.conv_general_dilated,  # 1x1 and depthwise convs fast on XLA:CPU

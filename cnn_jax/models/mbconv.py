@@ -208,6 +208,7 @@ class InvertedResidual(nn.Module):
     se_gate: layers.Activation = nn.sigmoid
     padding: str = "symmetric"
     norm_convention: str = "pytorch"
+    init_convention: str = "pytorch"  # fan-out of the depthwise conv (``layers.grouped_conv_kernel_init``)
     drop_path_rate: float = 0.0
     dtype: layers.Dtype = None
     param_dtype: layers.Dtype = jnp.float32
@@ -216,8 +217,8 @@ class InvertedResidual(nn.Module):
     def __call__(self, x: Array, *, train: bool) -> Array:
         spec = self.spec
         act = ACTIVATIONS[spec.act]
-        conv = dict(padding=self.padding, norm_convention=self.norm_convention, dtype=self.dtype,
-                    param_dtype=self.param_dtype)
+        conv = dict(padding=self.padding, norm_convention=self.norm_convention, init_convention=self.init_convention,
+                    dtype=self.dtype, param_dtype=self.param_dtype)
         shortcut = x
         if spec.expanded_channels != spec.in_channels:
             x = layers.ConvNormAct(spec.expanded_channels, 1, act=act, name="expand", **conv)(x, train=train)

@@ -22,17 +22,23 @@ Contenders, all on the same batch of synthetic images and labels:
   of the two operators its Python code registers kernels for (``torchvision::nms``, ``torchvision::qnms``).
 - ``--plain`` adds ``ours-plain``: our model without the XLA:CPU convolution/pooling rewrites of
   :mod:`cnn_jax.models.conv_ops`, i.e. the textbook Flax formulation.
+- ``--dtype bfloat16`` (bf16 compute, float32 parameters; torch under ``autocast``) adds ``ours-float32``.
 - ``--variant NAME:K=V,...`` adds ``ours`` compiled with XLA compiler options ``K=V`` (debug options such as
   ``xla_cpu_enable_fast_math=true``), to A/B an option in the same run.
 
 Per contender and mode: ``first step s`` (model construction, variable initialisation, compilation and the first
-finished step: what a user waits for), ``compile s`` (lowering + XLA compilation of the step), images/s (median
+finished step, in this process; ours compiles its step while the variables initialise, as the trainer does),
+``compile s`` (lowering + XLA compilation of the step), images/s (median
 over ``--windows`` timed windows of ``--steps`` steps, after ``--warmup`` steps; the windows are interleaved
 across contenders so load from other processes hits all alike; ``spread`` = (max - min) / median), peak memory
 of the compiled XLA program (argument + output + temp - alias, from ``memory_analysis()``), and the achieved
 FLOP/s as a fraction of this host's matmul peak, measured here by a jitted ``--matmul-size`` fp32 matmul (before
 each model and at the end; the best counts, as load only lowers it). Every contender is charged the same work:
 XLA's flop count of *our* compiled step (``cost_analysis()``). Progress goes to stderr, the table to stdout.
+
+``--first-step-runs N`` adds the time from launching a fresh Python process to its first finished step (imports
+included, nothing warm), N processes per contender, alternating: the in-process ``first step s`` of a later
+contender profits from what an earlier one imported and warmed.
 
 The tool runs with the XLA options of the environment: the test suite's ``XLA_FLAGS`` (optimisation level 0) would
 make XLA figures meaningless, so a non-empty ``XLA_FLAGS`` is printed in the header.
@@ -46,7 +52,9 @@ import gc
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -137,11 +145,10 @@ def _flops(compiled: Any) -> float:
     return float((cost or {}).get("flops", float("nan")))
 
 
-def _xla_contender(name: str, fn: Callable[..., Any], state: Any, inputs: tuple, *, train: bool,
-                   options: dict[str, Any], started: float) -> Contender:
-    """Compiles and runs the first step of ``fn(state, *inputs)``: ``-> (state, out)`` with the state donated
+def _xla_contender(name: str, compiled: Any, compile_s: float, state: Any, inputs: tuple, *, train: bool,
+                   started: float) -> Contender:
+    """Runs the first step of ``compiled(state, *inputs)``: ``-> (state, out)`` with the state donated
     (``train``), else ``-> out`` with the state left alone. ``started``: when model construction began."""
-    compiled, compile_s = _compile(fn, (state, *inputs), train, options)
     box = {"state": state, "out": None}
 
     def step():
@@ -213,17 +220,24 @@ def ours(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *, 
                                 batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
                                 ema_params={})
 
-    state = jax.jit(init_state)(jax.random.key(0))
-    if mode == "train":
-        step = steps.make_train_step(model, tx, config, lr_fn)  # the trainer's step, not a re-implementation
-        return _xla_contender(name, step, state, (images, labels, jax.random.key(1)), train=True,
-                              options=options, started=started)
-
     def infer(variables, images):
         return model.apply(variables, images, train=False).logits
 
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    return _xla_contender(name, infer, variables, (images,), train=False, options=options, started=started)
+    def variables(state):
+        return {"params": state.params, "batch_stats": state.batch_stats}
+
+    # As the trainer does: rbg init key, and the step compiled from the state's shapes while the state initialises.
+    init_key = jax.random.key(0, impl="rbg")
+    abstract = jax.eval_shape(init_state, init_key)
+    if mode == "train":
+        fn = steps.make_train_step(model, tx, config, lr_fn)  # the trainer's step, not a re-implementation
+        inputs, arg, pick = (images, labels, jax.random.key(1)), abstract, lambda state: state
+    else:
+        fn, inputs, arg, pick = infer, (images,), variables(abstract), variables
+    state, (compiled, compile_s) = steps.initialise_while_compiling(
+        lambda: jax.block_until_ready(jax.jit(init_state)(init_key)),
+        lambda: _compile(fn, (arg, *inputs), mode == "train", options))
+    return _xla_contender(name, compiled, compile_s, pick(state), inputs, train=mode == "train", started=started)
 
 
 def keras_peer(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *,
@@ -257,14 +271,16 @@ def keras_peer(model_name: str, mode: str, images: np.ndarray, labels: np.ndarra
             logs, state = model.train_step(state, (images, labels))
             return state, logs["loss"]
 
-        return _xla_contender("keras", train, state, (images, labels), train=True, options={}, started=started)
+        compiled, compile_s = _compile(train, (state, images, labels), True, {})
+        return _xla_contender("keras", compiled, compile_s, state, (images, labels), train=True, started=started)
 
     state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
 
     def infer(state, images):
         return model.stateless_call(*state, images, training=False)[0]
 
-    return _xla_contender("keras", infer, state, (images,), train=False, options={}, started=started)
+    compiled, compile_s = _compile(infer, (state, images), False, {})
+    return _xla_contender("keras", compiled, compile_s, state, (images,), train=False, started=started)
 
 
 _TORCHVISION_SHIM: list[Any] = []  # the torch.library.Library must outlive the import
@@ -363,6 +379,84 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return name, options
 
 
+def _builders(model_name: str, mode: str, *, batch: int, resolution: int, dtype: str,
+              peers: Sequence[str], variants: Sequence[tuple[str, dict[str, Any]]],
+              plain: bool) -> dict[str, Callable[[], Contender]]:
+    """``{contender name: build}``; ``build()`` constructs, compiles and runs the first step."""
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}; expected one of {MODES}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}; expected one of {DTYPES}")
+    images, labels = _synthetic_batch(batch, resolution)
+    builders: dict[str, Callable[[], Contender]] = {"ours": lambda: ours(model_name, mode, images, labels,
+                                                                         dtype=dtype)}
+    for name, options in variants:
+        builders[name] = lambda name=name, options=options: ours(model_name, mode, images, labels, dtype=dtype,
+                                                                 options=options, name=name)
+    if dtype != "float32":  # the same-run reference for what the lower precision buys
+        builders["ours-float32"] = lambda: ours(model_name, mode, images, labels, name="ours-float32")
+    if plain:
+        def build_plain() -> Contender:
+            with conv_ops.rewrites(False):
+                return ours(model_name, mode, images, labels, dtype=dtype, name="ours-plain")
+
+        builders["ours-plain"] = build_plain
+    peer_builders = {"keras": keras_peer, "torch": torch_peer}
+    for peer in peers:
+        if peer not in peer_builders:
+            raise ValueError(f"unknown peer {peer!r}; expected some of {sorted(peer_builders)}")
+        builders[peer] = lambda peer=peer: peer_builders[peer](model_name, mode, images, labels, dtype=dtype)
+    return builders
+
+
+FIRST_STEP_MARK = "first step finished"
+
+
+WARM_CACHE = "ours-warm-cache"
+
+
+def first_step_in_fresh_processes(model_name: str, mode: str, contenders: Sequence[str], *, runs: int,
+                                  batch: int, resolution: int, dtype: str) -> dict[str, list[float]]:
+    """``{contender: [seconds]}`` from launching a fresh Python process to its first finished step.
+
+    What a user waits for after typing the command: interpreter start, imports, model construction, variable
+    initialisation, compilation, one step. One process per measurement, contenders alternating round by round so
+    load from other processes hits all alike; nothing is shared between them (no warm import or compile cache),
+    except for ``ours-warm-cache``: ours relaunched with JAX's persistent compilation cache filled by an untimed
+    launch first, as ``launch.py`` relaunches after a preemption (its default ``--compilation_cache_dir``).
+    """
+    cold = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    with tempfile.TemporaryDirectory(prefix="bench_xla_cache_") as cache:
+        warm = cold | {"JAX_COMPILATION_CACHE_DIR": cache, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
+        def launch(name: str) -> float | None:
+            command = [sys.executable, "-m", "cnn_jax.tools.bench", "--model", model_name, "--mode", mode,
+                       "--batch", str(batch), "--resolution", str(resolution), "--dtype", dtype,
+                       "--first-step-of", "ours" if name == WARM_CACHE else name]
+            if name in ("keras", "torch"):
+                command += ["--peers", name]
+            if name == "ours-plain":
+                command.append("--plain")
+            started = time.perf_counter()
+            with subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
+                                  env=warm if name == WARM_CACHE else cold) as child:
+                for line in child.stdout:
+                    if line.startswith(FIRST_STEP_MARK):
+                        child.kill()  # its exit (freeing the runtime) is not part of the wait
+                        return time.perf_counter() - started
+            raise RuntimeError(f"{' '.join(command)} exited with {child.returncode} before its first step")
+
+        if WARM_CACHE in contenders:
+            launch(WARM_CACHE)  # fills the cache
+        seconds: dict[str, list[float]] = {name: [] for name in contenders}
+        for _ in range(runs):
+            for name in contenders:
+                seconds[name].append(launch(name))
+            print(f"#   {model_name} {mode} first step in a fresh process: " + ", ".join(
+                f"{name} {seconds[name][-1]:.1f} s" for name in contenders), file=sys.stderr, flush=True)
+    return seconds
+
+
 def measure(model_name: str, mode: str, *, batch: int, resolution: int, dtype: str = "float32",
             peers: Sequence[str] = (), variants: Sequence[tuple[str, dict[str, Any]]] = (), plain: bool = False,
             windows: int = 5, steps: int = 1, warmup: int = 1) -> dict[str, Result]:
@@ -370,28 +464,10 @@ def measure(model_name: str, mode: str, *, batch: int, resolution: int, dtype: s
 
     ``plain`` adds ``ours-plain``: our model traced without the XLA:CPU rewrites of ``cnn_jax.models.conv_ops``.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode {mode!r}; expected one of {MODES}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r}; expected one of {DTYPES}")
-    images, labels = _synthetic_batch(batch, resolution)
-    builders: list[Callable[[], Contender]] = [lambda: ours(model_name, mode, images, labels, dtype=dtype)]
-    for name, options in variants:
-        builders.append(lambda name=name, options=options: ours(model_name, mode, images, labels, dtype=dtype,
-                                                                options=options, name=name))
-    if plain:
-        def build_plain() -> Contender:
-            with conv_ops.rewrites(False):
-                return ours(model_name, mode, images, labels, dtype=dtype, name="ours-plain")
-
-        builders.append(build_plain)
-    peer_builders = {"keras": keras_peer, "torch": torch_peer}
-    for peer in peers:
-        if peer not in peer_builders:
-            raise ValueError(f"unknown peer {peer!r}; expected some of {sorted(peer_builders)}")
-        builders.append(lambda peer=peer: peer_builders[peer](model_name, mode, images, labels, dtype=dtype))
+    builders = _builders(model_name, mode, batch=batch, resolution=resolution, dtype=dtype, peers=peers,
+                         variants=variants, plain=plain)
     contenders = []
-    for build in builders:
+    for build in builders.values():
         contenders.append(build())
         c = contenders[-1]
         print(f"#   {model_name} {mode} {c.name}: first step after {c.first_step_s:.1f} s "
@@ -452,6 +528,9 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
     parser.add_argument("--plain", action="store_true",
                         help="also time ours without the XLA:CPU conv/pool rewrites (cnn_jax.models.conv_ops)")
     parser.add_argument("--matmul-size", type=int, default=4096, help="square fp32 matmul that measures the peak")
+    parser.add_argument("--first-step-runs", type=int, default=0, metavar="N",
+                        help="also time launch-to-first-step of every contender in N fresh processes each")
+    parser.add_argument("--first-step-of", metavar="CONTENDER", help=argparse.SUPPRESS)  # the fresh process's job
     args = parser.parse_args(argv)
     peers = [p for p in args.peers.split(",") if p]
     modes = [m for m in args.mode.split(",") if m]
@@ -461,6 +540,14 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
     for model_name in args.model:
         cnn_jax.model_info(model_name)  # unknown names fail here, before anything compiles
     variants = [parse_variant(v) for v in args.variant]
+    if args.first_step_of:
+        builders = _builders(args.model[0], modes[0], batch=args.batch, resolution=args.resolution,
+                             dtype=args.dtype, peers=peers, variants=variants, plain=args.plain)
+        if args.first_step_of not in builders:
+            parser.error(f"--first-step-of {args.first_step_of!r}; expected one of {sorted(builders)}")
+        builders[args.first_step_of]()
+        print(FIRST_STEP_MARK, flush=True)
+        return {}
 
     print("# command: python -m cnn_jax.tools.bench " + " ".join(sys.argv[1:] if argv is None else argv))
     if os.environ.get("XLA_FLAGS"):
@@ -494,6 +581,20 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
                   f"{r.images_per_s:.2f} ({r.spread:.0%}) | {_cell(r.peak_bytes / 2**20, '.0f')} | "
                   f"{_cell(achieved / 1e9, '.1f')} | {_cell(100 * achieved / peak, '.1f')} | "
                   f"{base / r.images_per_s:.2f}")
+    if args.first_step_runs:
+        print(f"launch to first step, fresh process per run ({args.first_step_runs} runs each, alternating) | "
+              "median s (min-max) | ours s / contender s")
+        print("---|---|---")
+        for model_name, mode in results:
+            contenders = [name for name in results[(model_name, mode)] if name in ("ours", "ours-plain", *peers)]
+            contenders.insert(1, WARM_CACHE)
+            seconds = first_step_in_fresh_processes(model_name, mode, contenders, runs=args.first_step_runs,
+                                                    batch=args.batch, resolution=args.resolution, dtype=args.dtype)
+            base = statistics.median(seconds["ours"])
+            for name, values in seconds.items():
+                median = statistics.median(values)
+                print(f"{model_name} {mode} {name} | {median:.1f} ({min(values):.1f}-{max(values):.1f}) | "
+                      f"{base / median:.2f}")
     print(f"# {machine()}; batch {args.batch}, {args.resolution}x{args.resolution}, {args.dtype}")
     print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return results

@@ -1,31 +1,84 @@
 """Orbax checkpoints: asynchronous and atomic (orbax writes to a temporary directory and renames), the last N
-kept, restored onto the current mesh, and a damaged latest checkpoint skipped with a warning."""
+kept, restored onto the current mesh, and a damaged latest checkpoint skipped with a warning.
+
+Several processes (``jax.distributed``): every process calls every method in the same order, on one shared
+directory; each process writes its share of the (replicated) arrays and its own array metadata, process 0 then
+finalizes, and the steps are synchronised by named barriers in the coordination service. Orbax builds those names
+from the step number only, so two managers saving the same step at once (the run's ``checkpoints`` and ``best``)
+would meet at each other's barriers: process 0 then finalizes one checkpoint before process 1 has written it
+("ArrayMetadata Store contains metadata from just one process") and the remaining barriers wait until their
+timeout. Each :class:`Checkpointer` therefore has its own barrier prefix, its ``name``. A save that fails on one
+process leaves the others waiting at those barriers; ``timeout_s`` bounds that wait, and the error raised names the
+directory, the process and the cause.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pathlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+# Upper bound on one asynchronous save, its writes and cross-process barriers included (orbax's default: 20 min).
+# A peer that failed or died makes the others wait this long before they raise, so it is kept short; a slow
+# filesystem with a large model may need more (``train.checkpoint_timeout_s``).
+DEFAULT_TIMEOUT_S = 120
+
+
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint save failed (on this process, or on a peer that this one then waited for in vain)."""
+
 
 class Checkpointer:
-    """Saves/restores ``{"state": train state pytree, "meta": json}`` under ``workdir/checkpoints``."""
+    """Saves/restores ``{"state": train state pytree, "meta": json}`` under ``workdir/checkpoints``.
 
-    def __init__(self, workdir: str | pathlib.Path, *, keep: int, async_save: bool = True):
+    ``name`` prefixes the barrier keys of this manager's saves; with several processes it must be the same on every
+    process and differ between Checkpointers open at once. ``timeout_s`` bounds one asynchronous save including its
+    cross-process barriers: past it the save raises instead of waiting for a peer that failed.
+    """
+
+    def __init__(self, workdir: str | pathlib.Path, *, keep: int, async_save: bool = True, name: str = "checkpoints",
+                 timeout_s: int = DEFAULT_TIMEOUT_S):
+        if timeout_s <= 0:
+            raise ValueError(f"checkpoint timeout_s (train.checkpoint_timeout_s) must be a positive number of seconds, "
+                             f"got {timeout_s}")
         self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save)
+        self.name, self.timeout_s = name, timeout_s
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, enable_async_checkpointing=async_save,
+            async_options=ocp.options.AsyncOptions(timeout_secs=timeout_s),
+            multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name))
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
 
     def save(self, step: int, state: Any, meta: dict) -> None:
-        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                        meta=ocp.args.JsonSave(meta)), force=True)
+        """Starts saving ``step`` (asynchronously unless ``async_save=False``); an earlier save's failure is raised
+        here, as :class:`CheckpointSaveError`."""
+        with self._save_errors():
+            self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                            meta=ocp.args.JsonSave(meta)), force=True)
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        with self._save_errors():
+            self.manager.wait_until_finished()
+
+    @contextlib.contextmanager
+    def _save_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as error:
+            message = (f"saving a checkpoint in {self.directory} failed on process {jax.process_index()} of "
+                       f"{jax.process_count()}: {type(error).__name__}: {error}")
+            if jax.process_count() > 1:
+                # Orbax reports a peer's failure only as a barrier timeout: point at where the cause is.
+                message += (f"\nEvery process waits at most {self.timeout_s} s (train.checkpoint_timeout_s) for the "
+                            "others at orbax's barriers; a barrier timeout means another process failed or died "
+                            "during the save, and its log names the cause.")
+            raise CheckpointSaveError(message) from error
 
     def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict] | None:
         """Restores the newest readable checkpoint onto the shardings of ``abstract_state``.
@@ -76,7 +129,8 @@ class Checkpointer:
         return step
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
+        with self._save_errors():
+            self.manager.wait_until_finished()
         self.manager.close()
 
 

@@ -8,6 +8,7 @@ donated state. On start the newest readable checkpoint in ``workdir`` is restore
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import pathlib
@@ -193,35 +194,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     init_key = jax.random.key(config.seed, impl="rbg")
     abstract = jax.eval_shape(init_state, init_key)
     rng = jax.random.key(config.seed + 1)
-    checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
-    restored = checkpointer.restore_latest(abstract_with_shardings(abstract, replicated))
-    if restored is None:
-        state = jax.jit(init_state, out_shardings=replicated)(init_key)
-        if config.train.init_from:
-            params, batch_stats = initial_variables(state.params, state.batch_stats, config.train.init_from,
-                                                  model.num_classes)
-            state = jax.jit(init_state, out_shardings=replicated)(None, params, batch_stats)
-        start_step = 0
-    else:
-        start_step, state, meta = restored
-        if jax.process_index() == 0:
-            print(f"resumed from step {start_step} ({json.dumps(meta)})", flush=True)
-
-    # XLA:CPU's CSE barrier expander strips rematerialisation (memory_efficient DenseNet, scanned stages).
-    keep_remat = config.train.compile_keep_remat and jax.default_backend() == "cpu"
-    compiler_options = KEEP_REMAT_OPTIONS if keep_remat else None
-    train_step = jax.jit(steps.make_train_step(model, tx, config, lr_fn), donate_argnums=0,
-                         in_shardings=(replicated, parallel.batch_sharded(mesh), parallel.batch_sharded(mesh),
-                                       replicated), out_shardings=(replicated, replicated),
-                         compiler_options=compiler_options)
-    eval_step = jax.jit(steps.make_eval_step(model))
-    best = Checkpointer(workdir / "best", keep=1)
-    best_top1 = best.read_meta()["eval/top1"] if best.manager.latest_step() is not None else -1.0
-    writer = MetricWriter(workdir)
-    if jax.process_index() == 0:
-        print(f"{config.model.name}: {sum(x.size for x in jax.tree_util.tree_leaves(state.params)):,} parameters, "
-              f"{schedule.total_steps} steps ({schedule.steps_per_epoch}/epoch), lr {schedule.learning_rate:g}, "
-              f"{jax.device_count()} devices", flush=True)
+    checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints, name="checkpoints",
+                                timeout_s=config.train.checkpoint_timeout_s)
+    abstract = abstract_with_shardings(abstract, replicated)
+    restored = checkpointer.restore_latest(abstract)
+    start_step = 0 if restored is None else restored[0]
+    if restored is not None and jax.process_index() == 0:
+        print(f"resumed from step {start_step} ({json.dumps(restored[2])})", flush=True)
 
     batches = pipeline.prefetch(pipeline.train_batches(
         dataset.train, transforms.train, batch_transform=transforms.batch, global_batch=config.train.global_batch,
@@ -229,12 +208,49 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         process_count=jax.process_count(), num_threads=config.data.num_threads,
         worker_processes=config.data.worker_processes),
         transform=lambda batch: parallel.global_batch(mesh, batch[0].astype(image_dtype(config)), *batch[1:]))
-    eval_every = max(1, int(config.train.eval_every_epochs * schedule.steps_per_epoch))
-    eval_metrics: dict[str, float] = {}
-    step, window_start, window_steps, data_wait = start_step, time.time(), 0, 0.0
+    # XLA:CPU's CSE barrier expander strips rematerialisation (memory_efficient DenseNet, scanned stages).
+    keep_remat = config.train.compile_keep_remat and jax.default_backend() == "cpu"
+    compiler_options = KEEP_REMAT_OPTIONS if keep_remat else None
+    train_step = jax.jit(steps.make_train_step(model, tx, config, lr_fn), donate_argnums=0,
+                         in_shardings=(replicated, parallel.batch_sharded(mesh), parallel.batch_sharded(mesh),
+                                       replicated), out_shardings=(replicated, replicated),
+                         compiler_options=compiler_options)
+
+    def compile_step():
+        first_batch = next(batches)  # the labels' shape depends on the batch transform (mixup: soft targets)
+        return train_step.lower(abstract, *first_batch, rng).compile(), first_batch
+
+    def create_state():
+        if restored is not None:
+            return restored[1]
+        state = jax.jit(init_state, out_shardings=replicated)(init_key)
+        if config.train.init_from:
+            params, batch_stats = initial_variables(state.params, state.batch_stats, config.train.init_from,
+                                                  model.num_classes)
+            state = jax.jit(init_state, out_shardings=replicated)(None, params, batch_stats)
+        return state
+
+    if jax.process_index() == 0:
+        print(f"{config.model.name}: {sum(x.size for x in jax.tree_util.tree_leaves(abstract.params)):,} "
+              f"parameters, {schedule.total_steps} steps ({schedule.steps_per_epoch}/epoch), "
+              f"lr {schedule.learning_rate:g}, {jax.device_count()} devices", flush=True)
     stop_step = schedule.total_steps
     if config.train.stop_after_steps is not None:
         stop_step = min(stop_step, start_step + config.train.stop_after_steps)
+    if start_step < stop_step:
+        state, (train_step, first_batch) = steps.initialise_while_compiling(create_state, compile_step)
+        batches = itertools.chain([first_batch], batches)
+    else:  # a finished run relaunched: nothing to train
+        state = create_state()
+    eval_step = jax.jit(steps.make_eval_step(model))
+    # Its own name: it saves the same steps as `checkpointer`, concurrently (distinct orbax barrier keys).
+    best = Checkpointer(workdir / "best", keep=1, name="best", timeout_s=config.train.checkpoint_timeout_s)
+    best_top1 = best.read_meta()["eval/top1"] if best.manager.latest_step() is not None else -1.0
+    writer = MetricWriter(workdir)
+
+    eval_every = max(1, int(config.train.eval_every_epochs * schedule.steps_per_epoch))
+    eval_metrics: dict[str, float] = {}
+    step, window_start, window_steps, data_wait = start_step, time.time(), 0, 0.0
     with _Preemption() as preemption:
         while step < stop_step:
             wait_start = time.time()

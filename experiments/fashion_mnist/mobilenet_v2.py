@@ -13,6 +13,7 @@ def get_config():
     c.model.name = "mobilenet_v2"
     c.model.in_channels = 1
     c.model.num_classes = 10
+    c.model.width_mult = 1.0  # a key, so sweeps can scale it (experiments/sweeps/efficientnet_single_axis.py)
     c.data.train_transform = "pad_crop(4),flip"
     c.train.epochs = 30.0
     c.train.global_batch = 128

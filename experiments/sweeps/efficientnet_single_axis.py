@@ -3,14 +3,17 @@
 Series ``depth`` (depth multiplier only), ``width`` (width multiplier only), ``resolution`` (input size only) and
 ``compound`` (d = alpha^phi, w = beta^phi, r = gamma^phi), for phi = 1 .. max_phi plus the unscaled baseline.
 Each single-axis series spends the compound rule's whole per-step FLOPs factor ``alpha beta^2 gamma^2`` on its one
-dimension (depth x f, width x sqrt(f), resolution x sqrt(f) per step), so points with the same phi have about the
-same FLOPs and the curves compare like with like.
+dimension (depth x f, width x sqrt(f), resolution x sqrt(f) per step), so points with the same phi cost roughly
+the same. Rounding makes that rough (``cnn_jax.analysis`` MACs relative to B0, phi = 1): at 224 px depth 2.03x,
+width 1.85x, resolution 2.00x, compound 2.57x (repeats round up: ceil(1.2 r) is 2 for r = 1); at the proxy's 32 px
+the small feature maps round too (32 px ends in 1x1 maps, 37 px in 2x2): depth 2.08x, width 1.86x, resolution
+2.62x, compound 4.48x. Compare the curves along the plot's measured-MACs axis, not by phi.
 
 Any family whose class exposes multipliers can be swept: ``depth_key`` / ``width_key`` name the config keys (None
 leaves that series out) and ``--base-config`` picks the experiment, e.g. MobileNet v2 (width only)::
 
   python -m cnn_jax.tools.sweep experiments/sweeps/efficientnet_single_axis.py:depth_key=None \
-      --base-config experiments/fashion_mnist/mobilenet_v2.py --workdir /tmp/mbv2_axes --config.model.width_mult=1.0
+      --base-config experiments/fashion_mnist/mobilenet_v2.py --workdir /tmp/mbv2_axes
 
 (the base config must define the swept keys: configs are locked). Default, EfficientNet-B0's body:
   python -m cnn_jax.tools.sweep experiments/sweeps/efficientnet_single_axis.py:max_phi=2 --workdir /tmp/axes \
