@@ -86,12 +86,14 @@ def test_matmul_peak_and_bad_arguments():
         bench.main(["--model", "resnet18", "--mode", "fit"])
 
 
-def test_first_step_in_fresh_processes_times_each_contender_and_names_a_failing_one():
-    # ours relaunched on the cache an untimed launch filled: two fresh processes
-    seconds = bench.first_step_in_fresh_processes("resnet18", "infer", [bench.WARM_CACHE], runs=1, batch=1,
-                                                  resolution=32, dtype="float32")
-    assert {name: len(values) for name, values in seconds.items()} == {bench.WARM_CACHE: 1}
-    assert all(0 < s < 300 for values in seconds.values() for s in values)
+def test_first_step_in_fresh_processes_times_each_contender_and_names_a_failing_one(capsys):
+    # --windows 0: no throughput, only ours and ours relaunched on the cache an untimed launch filled (3 processes)
+    assert bench.main(["--model", "resnet18", "--mode", "infer", "--batch", "1", "--resolution", "32",
+                       "--windows", "0", "--first-step-runs", "1"]) == {}
+    rows = {line.split(" | ")[0]: line.split(" | ")[1:] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("resnet18 infer ")}
+    assert list(rows) == ["resnet18 infer ours", f"resnet18 infer {bench.WARM_CACHE}"]
+    assert all(0 < float(cells[0].split()[0]) < 300 for cells in rows.values())
     with pytest.raises(RuntimeError, match="--first-step-of no_such_contender .*before its first step"):
         bench.first_step_in_fresh_processes("resnet18", "infer", ["no_such_contender"], runs=1, batch=1,
                                             resolution=32, dtype="float32")

@@ -77,8 +77,11 @@ def test_bfloat16_depthwise_accumulates_in_float32():
     np.testing.assert_allclose(y.astype(jnp.float32), ref, rtol=1e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("rewrite", [True, False], ids=["cpu_views", "reduce_window"])
 @pytest.mark.parametrize("window,stride,pad", [(3, 2, 1), (3, 1, 1), (2, 2, 0), (3, 2, 0)])
-def test_max_pool_matches_flax_values_and_gradients(window, stride, pad):
+def test_max_pool_matches_flax_values_and_gradients(window, stride, pad, rewrite):
+    """Both paths: the strided views of XLA:CPU and the reduce_window of other backends (which must stay
+    differentiable under jit: GPU/TPU training goes through it)."""
     x = jnp.asarray(np.random.default_rng(2).standard_normal((2, 11, 11, 4)), jnp.float32)
     pads = [(pad, pad), (pad, pad)]
 
@@ -88,6 +91,30 @@ def test_max_pool_matches_flax_values_and_gradients(window, stride, pad):
     def new(x):
         return jnp.sum(jnp.sin(conv_ops.max_pool(x, (window, window), (stride, stride), pads)))
 
-    (a, ga), (b, gb) = jax.value_and_grad(ref)(x), jax.value_and_grad(new)(x)
+    with conv_ops.rewrites(rewrite):
+        (b, gb) = jax.jit(jax.value_and_grad(new))(x)
+    (a, ga) = jax.value_and_grad(ref)(x)
     np.testing.assert_allclose(b, a, rtol=1e-6)
     np.testing.assert_allclose(gb, ga, atol=1e-6)  # distinct values: no ties for the gradient to split
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_models_train_with_the_rewrites_off_as_on_gpu_and_tpu(name):
+    """With the rewrites off (every non-CPU backend) the same models differentiate under jit to the same
+    gradients: max pooling, 1x1 and depthwise convolutions through the plain lax ops."""
+    import cnn_jax
+
+    model = cnn_jax.create_model(name, num_classes=3)
+    x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 32, 32, 3)), jnp.float32)
+    variables = model.init(jax.random.key(0), x, train=False)
+
+    def loss(params):
+        # Eval-mode BatchNorm: train mode at 1x1 maps and batch 2 amplifies rounding differences without bound.
+        return jnp.sum(jnp.sin(model.apply({**variables, "params": params}, x, train=False).logits))
+
+    grads = {}
+    for rewrite in (True, False):
+        with conv_ops.rewrites(rewrite):
+            grads[rewrite] = jax.jit(jax.grad(loss))(variables["params"])
+    for a, b in zip(jax.tree_util.tree_leaves(grads[True]), jax.tree_util.tree_leaves(grads[False]), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-3 * float(np.abs(b).max()) + 1e-6)  # summation order differs

@@ -181,8 +181,8 @@ def max_pool(x: Array, window: Sequence[int], strides: Sequence[int], padding: S
     """NHWC max pooling with ``-inf`` padding, as ``flax.linen.max_pool``; a maximum of strided views on CPU."""
     out_hw = [(x.shape[1 + a] + sum(padding[a]) - window[a]) // strides[a] + 1 for a in range(2)]
     if not _on_cpu() or min(out_hw) <= 0:  # an input smaller than the window: an empty map, as reduce_window gives
-        return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, (1, *window, 1), (1, *strides, 1),
-                                 [(0, 0), *padding, (0, 0)])
+        # A literal init value: JAX recognises reduce_window_max (differentiable) only with a constant one.
+        return lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1), [(0, 0), *padding, (0, 0)])
     padded = lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(0, 0, 0), (*padding[0], 0), (*padding[1], 0), (0, 0, 0)])
     out = None
     for _, view in _window_views(padded, window, strides, (1, 1), out_hw):

@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import itertools
 import os
 import platform
 import statistics
@@ -520,7 +521,8 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
     parser.add_argument("--dtype", choices=DTYPES, default="float32")
     parser.add_argument("--peers", default="", help="comma-separated: keras,torch")
     parser.add_argument("--mode", default="train,infer", help="comma-separated: train,infer")
-    parser.add_argument("--windows", type=int, default=5, help="timed windows per contender (median reported)")
+    parser.add_argument("--windows", type=int, default=5,
+                        help="timed windows per contender (median reported); 0: only --first-step-runs")
     parser.add_argument("--steps", type=int, default=1, help="steps per timed window")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the first")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:K=V,...",
@@ -553,41 +555,41 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
     if os.environ.get("XLA_FLAGS"):
         print(f"# XLA_FLAGS={os.environ['XLA_FLAGS']} (not XLA's defaults)")
     print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    # The matmul peak is measured before each model and at the end, the best kept: load only lowers it.
-    peaks = []
-    results = {}
-    for model_name in args.model:
+    results: dict[tuple[str, str], dict[str, Result]] = {}
+    if args.windows:
+        # The matmul peak is measured before each model and at the end, the best kept: load only lowers it.
+        peaks = []
+        for model_name in args.model:
+            peaks.append(matmul_peak_flops(args.matmul_size))
+            for mode in modes:
+                res = measure(model_name, mode, batch=args.batch, resolution=args.resolution, dtype=args.dtype,
+                              peers=peers, variants=variants, plain=args.plain, windows=args.windows, steps=args.steps,
+                              warmup=args.warmup)
+                results[(model_name, mode)] = res
+                for name, r in res.items():
+                    print(f"#   {model_name} {mode} {name}: {r.images_per_s:.2f} img/s", file=sys.stderr, flush=True)
+                gc.collect()
         peaks.append(matmul_peak_flops(args.matmul_size))
-        for mode in modes:
-            res = measure(model_name, mode, batch=args.batch, resolution=args.resolution, dtype=args.dtype,
-                          peers=peers, variants=variants, plain=args.plain, windows=args.windows, steps=args.steps,
-                          warmup=args.warmup)
-            results[(model_name, mode)] = res
+        peak = max(peaks)
+        print(f"# fp32 matmul peak ({args.matmul_size}^2, jitted): {peak / 1e9:.0f} GFLOP/s (best of "
+              + ", ".join(f"{p / 1e9:.0f}" for p in peaks) + ")")
+        print("model | mode | contender | first step s | compile s | img/s (spread) | peak MiB | GFLOP/s | % of peak "
+              "| ours / contender")
+        print("---|---|---|---|---|---|---|---|---|---")
+        for (model_name, mode), res in results.items():
+            base = res["ours"].images_per_s
             for name, r in res.items():
-                print(f"#   {model_name} {mode} {name}: {r.images_per_s:.2f} img/s", file=sys.stderr, flush=True)
-            gc.collect()
-    peaks.append(matmul_peak_flops(args.matmul_size))
-    peak = max(peaks)
-    print(f"# fp32 matmul peak ({args.matmul_size}^2, jitted): {peak / 1e9:.0f} GFLOP/s (best of "
-          + ", ".join(f"{p / 1e9:.0f}" for p in peaks) + ")")
-    print("model | mode | contender | first step s | compile s | img/s (spread) | peak MiB | GFLOP/s | % of peak "
-          "| ours / contender")
-    print("---|---|---|---|---|---|---|---|---|---")
-    for (model_name, mode), res in results.items():
-        base = res["ours"].images_per_s
-        for name, r in res.items():
-            achieved = r.flops_per_image * r.images_per_s
-            print(f"{model_name} | {mode} | {name} | {r.first_step_s:.1f} | {_cell(r.compile_s, '.1f')} | "
-                  f"{r.images_per_s:.2f} ({r.spread:.0%}) | {_cell(r.peak_bytes / 2**20, '.0f')} | "
-                  f"{_cell(achieved / 1e9, '.1f')} | {_cell(100 * achieved / peak, '.1f')} | "
-                  f"{base / r.images_per_s:.2f}")
+                achieved = r.flops_per_image * r.images_per_s
+                print(f"{model_name} | {mode} | {name} | {r.first_step_s:.1f} | {_cell(r.compile_s, '.1f')} | "
+                      f"{r.images_per_s:.2f} ({r.spread:.0%}) | {_cell(r.peak_bytes / 2**20, '.0f')} | "
+                      f"{_cell(achieved / 1e9, '.1f')} | {_cell(100 * achieved / peak, '.1f')} | "
+                      f"{base / r.images_per_s:.2f}")
     if args.first_step_runs:
         print(f"launch to first step, fresh process per run ({args.first_step_runs} runs each, alternating) | "
               "median s (min-max) | ours s / contender s")
         print("---|---|---")
-        for model_name, mode in results:
-            contenders = [name for name in results[(model_name, mode)] if name in ("ours", "ours-plain", *peers)]
-            contenders.insert(1, WARM_CACHE)
+        for model_name, mode in itertools.product(args.model, modes):
+            contenders = ["ours", WARM_CACHE, *(["ours-plain"] if args.plain else []), *peers]
             seconds = first_step_in_fresh_processes(model_name, mode, contenders, runs=args.first_step_runs,
                                                     batch=args.batch, resolution=args.resolution, dtype=args.dtype)
             base = statistics.median(seconds["ours"])
