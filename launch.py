@@ -18,7 +18,10 @@ flags.DEFINE_integer("process_id", None, "This process's index in a multi-host r
 flags.DEFINE_string("compilation_cache_dir",
                     os.environ.get("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/cnn_jax/xla")),
                     "JAX's persistent compilation cache: a relaunch (resume after preemption, a repeated config) "
-                    "loads the compiled init and train step instead of compiling them again. Empty: off.")
+                    "loads the compiled init and train step instead of compiling them again. Empty: off. "
+                    "Multi-host: only process 0 writes it, so point every process at shared storage.")
+flags.DEFINE_integer("compilation_cache_max_gib", 8, "Size of the compilation cache; least recently used "
+                     "entries are evicted beyond it.")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -27,8 +30,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO; progress lines are printed
-    if FLAGS.compilation_cache_dir:
-        jax.config.update("jax_compilation_cache_dir", FLAGS.compilation_cache_dir)
+    # JAX also reads $JAX_COMPILATION_CACHE_DIR itself: set (or clear) the option explicitly either way.
+    jax.config.update("jax_compilation_cache_dir", FLAGS.compilation_cache_dir or None)
+    jax.config.update("jax_enable_compilation_cache", bool(FLAGS.compilation_cache_dir))
+    jax.config.update("jax_compilation_cache_max_size", FLAGS.compilation_cache_max_gib * 2**30)
     parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
 

@@ -41,8 +41,9 @@ def base_config() -> ml_collections.ConfigDict:
         "checkpoint_every_steps": 500,
         "keep_checkpoints": 3,
         # Seconds one asynchronous save (writes and cross-process barriers) may take before it fails: with several
-        # processes, how long the others wait for one whose save failed or that died.
-        "checkpoint_timeout_s": 120,
+        # processes, how long the others wait for one whose save failed or that died. 0: 120 s with several
+        # processes, 1200 s (orbax's default) with one.
+        "checkpoint_timeout_s": 0,
         "microbatches": 1,  # gradient accumulation: the global batch is split into this many sequential parts
         "bn_group_size": 0,  # 0: BatchNorm statistics over the global batch; N: "ghost" statistics over N examples
         "ema_decay": 0.0,  # 0: no EMA of the weights; else evaluated alongside the raw weights (eval_ema/...)

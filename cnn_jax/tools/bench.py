@@ -28,7 +28,8 @@ Contenders, all on the same batch of synthetic images and labels:
 
 Per contender and mode: ``first step s`` (model construction, variable initialisation, compilation and the first
 finished step, in this process; ours compiles its step while the variables initialise, as the trainer does),
-``compile s`` (lowering + XLA compilation of the step), images/s (median
+``compile s`` (lowering + XLA compilation of the step; ours shares the cores with the initialisation meanwhile, so
+its figure is inflated next to the peers'), images/s (median
 over ``--windows`` timed windows of ``--steps`` steps, after ``--warmup`` steps; the windows are interleaved
 across contenders so load from other processes hits all alike; ``spread`` = (max - min) / median), peak memory
 of the compiled XLA program (argument + output + temp - alias, from ``memory_analysis()``), and the achieved
@@ -37,7 +38,8 @@ each model and at the end; the best counts, as load only lowers it). Every conte
 XLA's flop count of *our* compiled step (``cost_analysis()``). Progress goes to stderr, the table to stdout.
 
 ``--first-step-runs N`` adds the time from launching a fresh Python process to its first finished step (imports
-included, nothing warm), N processes per contender, alternating: the in-process ``first step s`` of a later
+included, nothing warm), N processes per contender (ours, ``ours-warm-cache``, ``ours-plain`` with ``--plain``, the
+peers; not the variants), alternating: the in-process ``first step s`` of a later
 contender profits from what an earlier one imported and warmed.
 
 The tool runs with the XLA options of the environment: the test suite's ``XLA_FLAGS`` (optimisation level 0) would
@@ -428,7 +430,7 @@ def first_step_in_fresh_processes(model_name: str, mode: str, contenders: Sequen
     """
     cold = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     with tempfile.TemporaryDirectory(prefix="bench_xla_cache_") as cache:
-        warm = cold | {"JAX_COMPILATION_CACHE_DIR": cache, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+        warm = cold | {"JAX_COMPILATION_CACHE_DIR": cache}  # JAX's defaults otherwise, as launch.py uses them
 
         def launch(name: str) -> float | None:
             command = [sys.executable, "-m", "cnn_jax.tools.bench", "--model", model_name, "--mode", mode,
@@ -542,6 +544,8 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
     for model_name in args.model:
         cnn_jax.model_info(model_name)  # unknown names fail here, before anything compiles
     variants = [parse_variant(v) for v in args.variant]
+    if not args.windows and not args.first_step_runs:
+        parser.error("--windows 0 measures only launch-to-first-step: give --first-step-runs N too")
     if args.first_step_of:
         builders = _builders(args.model[0], modes[0], batch=args.batch, resolution=args.resolution,
                              dtype=args.dtype, peers=peers, variants=variants, plain=args.plain)

@@ -24,10 +24,11 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-# Upper bound on one asynchronous save, its writes and cross-process barriers included (orbax's default: 20 min).
-# A peer that failed or died makes the others wait this long before they raise, so it is kept short; a slow
-# filesystem with a large model may need more (``train.checkpoint_timeout_s``).
-DEFAULT_TIMEOUT_S = 120
+# Upper bound on one asynchronous save, its writes and cross-process barriers included, when none is given. With
+# several processes a peer that failed or died makes the others wait this long before they raise, so it is kept
+# short; alone, a large state on slow storage only needs the writes to finish (orbax's default, 20 min).
+MULTIPROCESS_TIMEOUT_S = 120
+SINGLE_PROCESS_TIMEOUT_S = 1200
 
 
 class CheckpointSaveError(RuntimeError):
@@ -39,11 +40,14 @@ class Checkpointer:
 
     ``name`` prefixes the barrier keys of this manager's saves; with several processes it must be the same on every
     process and differ between Checkpointers open at once. ``timeout_s`` bounds one asynchronous save including its
-    cross-process barriers: past it the save raises instead of waiting for a peer that failed.
+    cross-process barriers: past it the save raises instead of waiting for a peer that failed (None: 120 s with
+    several processes, 1200 s with one).
     """
 
     def __init__(self, workdir: str | pathlib.Path, *, keep: int, async_save: bool = True, name: str = "checkpoints",
-                 timeout_s: int = DEFAULT_TIMEOUT_S):
+                 timeout_s: int | None = None):
+        if timeout_s is None:
+            timeout_s = MULTIPROCESS_TIMEOUT_S if jax.process_count() > 1 else SINGLE_PROCESS_TIMEOUT_S
         if timeout_s <= 0:
             raise ValueError(f"checkpoint timeout_s (train.checkpoint_timeout_s) must be a positive number of seconds, "
                              f"got {timeout_s}")

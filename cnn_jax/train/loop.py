@@ -195,7 +195,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     abstract = jax.eval_shape(init_state, init_key)
     rng = jax.random.key(config.seed + 1)
     checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints, name="checkpoints",
-                                timeout_s=config.train.checkpoint_timeout_s)
+                                timeout_s=config.train.checkpoint_timeout_s or None)
     abstract = abstract_with_shardings(abstract, replicated)
     restored = checkpointer.restore_latest(abstract)
     start_step = 0 if restored is None else restored[0]
@@ -240,11 +240,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if start_step < stop_step:
         state, (train_step, first_batch) = steps.initialise_while_compiling(create_state, compile_step)
         batches = itertools.chain([first_batch], batches)
+        del first_batch  # the chain holds it until step start_step has used it
     else:  # a finished run relaunched: nothing to train
         state = create_state()
     eval_step = jax.jit(steps.make_eval_step(model))
     # Its own name: it saves the same steps as `checkpointer`, concurrently (distinct orbax barrier keys).
-    best = Checkpointer(workdir / "best", keep=1, name="best", timeout_s=config.train.checkpoint_timeout_s)
+    best = Checkpointer(workdir / "best", keep=1, name="best", timeout_s=config.train.checkpoint_timeout_s or None)
     best_top1 = best.read_meta()["eval/top1"] if best.manager.latest_step() is not None else -1.0
     writer = MetricWriter(workdir)
 
@@ -295,8 +296,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 checkpointer.save(step, state, {"step": step, "model": config.model.name})
             if preemption.requested:
                 break
-    checkpointer.close()
-    best.close()
-    writer.close()
+    try:
+        checkpointer.close()  # waits for the last save; raises CheckpointSaveError if it failed
+    finally:
+        best.close()
+        writer.close()
     return eval_metrics
 

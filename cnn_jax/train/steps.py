@@ -45,10 +45,13 @@ def initialise_while_compiling(init: Callable[[], State], compile_step: Callable
     initialiser's compilation and the step's overlap: on the 2-core CPU host the ResNet-50 time to the first step
     fell ~25 % (BENCHMARKS.md, "Time to first step"). An exception in either is raised here.
     """
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compile_train_step") as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compile_train_step")
+    try:
         compiled = pool.submit(compile_step)
         state = init()
         return state, compiled.result()
+    finally:
+        pool.shutdown(wait=False)  # an error in init surfaces now, not after the compilation it no longer needs
 
 
 @flax.struct.dataclass
