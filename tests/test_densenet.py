@@ -1,8 +1,9 @@
-"""DenseNet: CIFAR/ImageNet layouts, bottleneck/compression options, conv dropout, and the memory-efficient option
-(same outputs and gradients, lower compiled training-step memory)."""
+"""DenseNet: CIFAR/ImageNet layouts, bottleneck/compression options, conv dropout, the memory-efficient option
+(same outputs and gradients, lower compiled training-step memory) and BatchNorm moments shared across a block."""
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +11,7 @@ import optax
 import pytest
 
 import cnn_jax
-from cnn_jax.models.densenet import DenseNet
+from cnn_jax.models.densenet import ConcatBatchNorm, DenseNet, batch_moments
 from cnn_jax.tools.train_memory import KEEP_REMAT_OPTIONS, train_step_memory
 
 # A small DenseNet-BC: two blocks of four bottleneck layers on 8x8 inputs keeps each compile to a few seconds.
@@ -118,3 +119,37 @@ def test_conv_dropout_is_random_in_train_and_off_in_eval():
     (train_a, train_b), eval_dropped, eval_plain = outputs(variables, images)
     assert not np.allclose(train_a, train_b)
     np.testing.assert_array_equal(eval_dropped, eval_plain)
+
+
+def test_shared_norm_statistics_equal_reducing_every_concatenation():
+    """Each feature map's batch moments computed once (default) give the textbook formulation's outputs, gradients
+    and running statistics; memory-efficient remat with shared moments too."""
+    textbook = DenseNet(**SMALL, share_norm_statistics=False)
+    images = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
+    labels = jnp.arange(4) % 5
+    variables = jax.jit(lambda x: textbook.init(jax.random.key(0), x, train=False))(images)
+
+    @jax.jit
+    def outputs(v, x, y):
+        rng = jax.random.key(3)
+        return [_train_outputs(m, v, x, y, rng) for m in
+                (textbook, DenseNet(**SMALL), DenseNet(**SMALL, memory_efficient=True))]
+
+    (grads_t, (logits_t, state_t)), *shared = outputs(variables, images, labels)
+    for grads, (logits, state) in shared:
+        np.testing.assert_allclose(logits, logits_t, rtol=1e-5, atol=1e-6)
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads, grads_t)
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), state, state_t)
+    # ... and the textbook path is Flax's own BatchNorm: one layer's BN against nn.BatchNorm on its input.
+    x = jax.random.normal(jax.random.key(4), (4, 8, 8, 6)) * 3 + 1
+    ours = ConcatBatchNorm(momentum=0.9, epsilon=1e-5)
+    flax_bn = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
+    bn_vars = flax_bn.init(jax.random.key(0), x)
+    chunks = (x[..., :2], x[..., 2:])
+    y, new = ours.apply(bn_vars, x, [batch_moments(c) for c in chunks], True, mutable=["batch_stats"])
+    y_ref, new_ref = flax_bn.apply(bn_vars, x, mutable=["batch_stats"])
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), new, new_ref)
+    updated = {**bn_vars, **new}
+    np.testing.assert_allclose(ours.apply(updated, x, None, False),
+                               flax_bn.clone(use_running_average=True).apply(updated, x), rtol=1e-5, atol=1e-5)

@@ -32,6 +32,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+from jax import lax
 
 from cnn_jax.models import conv_ops, layers
 from cnn_jax.registry import ModelInfo, register_model
@@ -41,10 +42,49 @@ Array = layers.Array
 STEMS = ("imagenet", "cifar")
 
 
+Moments = tuple[Array, Array]  # per-channel batch mean and mean of squares (float32)
+
+
+def batch_moments(x: Array) -> Moments:
+    """The per-channel mean and mean of squares over (batch, height, width), in float32, as BatchNorm takes them."""
+    x = x.astype(jnp.float32)
+    return jnp.mean(x, axis=(0, 1, 2)), jnp.mean(x * x, axis=(0, 1, 2))
+
+
+class ConcatBatchNorm(nn.BatchNorm):
+    """``nn.BatchNorm`` (same variables, same update and normalisation) over the channel concatenation of chunks
+    whose batch moments are given: in a dense block every later layer normalises the same earlier feature maps, and
+    a channel's batch mean and variance do not depend on the layer that normalises it, so each chunk's moments are
+    computed once, when it is produced, instead of once per reader (quadratic in the block's depth). A subclass, so
+    the analysis and the weight importer treat it as the BatchNorm it is; ``use_running_average`` is ``not train``.
+    """
+
+    @nn.compact
+    def __call__(self, x: Array, moments: Sequence[Moments] | None, train: bool) -> Array:  # type: ignore[override]
+        channels = x.shape[-1]
+        running_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((channels,), jnp.float32))
+        running_var = self.variable("batch_stats", "var", lambda: jnp.ones((channels,), jnp.float32))
+        scale = self.param("scale", self.scale_init, (channels,), self.param_dtype)
+        bias = self.param("bias", self.bias_init, (channels,), self.param_dtype)
+        if train:
+            mean = jnp.concatenate([m for m, _ in moments])
+            var = jnp.maximum(0.0, jnp.concatenate([s for _, s in moments]) - mean * mean)  # as Flax's fast variance
+            if not self.is_initializing():
+                running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mean
+                running_var.value = self.momentum * running_var.value + (1 - self.momentum) * var
+        else:
+            mean, var = running_mean.value, running_var.value
+        mul = lax.rsqrt(var + self.epsilon) * scale
+        y = (x.astype(jnp.float32) - mean) * mul + bias
+        return y.astype(self.dtype or x.dtype)
+
+
 class NormActConv(nn.Module):
     """BN -> ReLU -> Conv (no bias) -> dropout on the channel concatenation of ``inputs`` (pre-activation).
 
-    ``train`` is positional so ``nn.remat`` can treat it as static.
+    ``moments``: the inputs' batch moments (``batch_moments``), computed once per feature map by the caller; None
+    reduces the concatenation here (the textbook formulation). ``train`` is positional so ``nn.remat`` can treat it
+    as static.
     """
 
     features: int
@@ -55,11 +95,13 @@ class NormActConv(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, inputs: Sequence[Array], train: bool) -> Array:
+    def __call__(self, inputs: Sequence[Array], moments: Sequence[Moments] | None, train: bool) -> Array:
         x = jnp.concatenate(inputs, axis=-1) if len(inputs) > 1 else inputs[0]
-        x = layers.batch_norm(
-            self.norm_convention, train=train, dtype=self.dtype, param_dtype=self.param_dtype, name="bn"
-        )(x)
+        if train and moments is None:
+            moments = [batch_moments(x)]
+        momentum, epsilon = layers.BN_CONVENTIONS[self.norm_convention]
+        x = ConcatBatchNorm(momentum=momentum, epsilon=epsilon, dtype=self.dtype, param_dtype=self.param_dtype,
+                            name="bn")(x, moments, train)
         x = nn.relu(x)
         x = nn.Conv(
             self.features,
@@ -76,7 +118,7 @@ class NormActConv(nn.Module):
 
 
 # The rematerialised variant: same parameters and outputs, recomputed in the backward pass (self is arg 0).
-RematNormActConv = nn.remat(NormActConv, static_argnums=(2,))
+RematNormActConv = nn.remat(NormActConv, static_argnums=(3,))
 
 
 class DenseLayer(nn.Module):
@@ -95,7 +137,7 @@ class DenseLayer(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, inputs: Sequence[Array], *, train: bool) -> Array:
+    def __call__(self, inputs: Sequence[Array], moments: Sequence[Moments] | None = None, *, train: bool) -> Array:
         first_cls = RematNormActConv if self.memory_efficient else NormActConv
         conv_kw = dict(
             drop_rate=self.drop_rate,
@@ -103,10 +145,11 @@ class DenseLayer(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
+        moments = None if moments is None else tuple(moments)
         if self.bn_size is None:
-            return first_cls(self.growth_rate, 3, **conv_kw, name="conv1")(tuple(inputs), train)
-        x = first_cls(self.bn_size * self.growth_rate, 1, **conv_kw, name="conv1")(tuple(inputs), train)
-        return NormActConv(self.growth_rate, 3, **conv_kw, name="conv2")((x,), train)
+            return first_cls(self.growth_rate, 3, **conv_kw, name="conv1")(tuple(inputs), moments, train)
+        x = first_cls(self.bn_size * self.growth_rate, 1, **conv_kw, name="conv1")(tuple(inputs), moments, train)
+        return NormActConv(self.growth_rate, 3, **conv_kw, name="conv2")((x,), None, train)
 
 
 class DenseNet(nn.Module):
@@ -120,6 +163,9 @@ class DenseNet(nn.Module):
       stem_features: channels of the first conv; None means 2k (the paper's choice for DenseNet-BC and ImageNet).
       stem: ``"imagenet"`` (7x7/2 conv-BN-ReLU + 3x3/2 max-pool) or ``"cifar"`` (one 3x3 conv).
       memory_efficient: rematerialise concat + bottleneck in the backward pass (Pleiss et al. 2017).
+      share_norm_statistics: in training, compute each feature map's BatchNorm batch moments once and hand them to
+        every later BatchNorm that reads it (``ConcatBatchNorm``); False reduces every concatenation again. Same
+        variables and outputs (to float rounding), fewer reductions.
       conv_drop_rate: dropout after every conv except the first (paper Sec. 4.2, no-augmentation runs).
       drop_rate: dropout before the classifier.
       norm_convention: BatchNorm momentum/epsilon convention (see ``layers.BN_CONVENTIONS``).
@@ -132,6 +178,7 @@ class DenseNet(nn.Module):
     stem_features: int | None = None
     stem: str = "imagenet"
     memory_efficient: bool = False
+    share_norm_statistics: bool = True
     conv_drop_rate: float = 0.0
     num_classes: int = 1000
     in_channels: int = 3
@@ -150,6 +197,9 @@ class DenseNet(nn.Module):
         dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         stem_features = self.stem_features or 2 * self.growth_rate
 
+        def shared(moments: list[Moments | None]) -> tuple[Moments, ...] | None:
+            return tuple(moments) if train and self.share_norm_statistics else None
+
         if self.stem == "imagenet":
             x = layers.ConvNormAct(
                 stem_features, 7, strides=2, norm_convention=self.norm_convention, **dt, name="stem"
@@ -166,7 +216,10 @@ class DenseNet(nn.Module):
                 name="stem",
             )(images)
 
-        features = [x]
+        def moments_of(x: Array) -> Moments | None:
+            return batch_moments(x) if train and self.share_norm_statistics else None
+
+        features, moments = [x], [moments_of(x)]
         for b, num_layers in enumerate(self.block_sizes, start=1):
             if b > 1:
                 # Transition: BN-ReLU-Conv1x1 to floor(theta * m) channels, then 2x2 average pooling.
@@ -178,24 +231,26 @@ class DenseNet(nn.Module):
                     norm_convention=self.norm_convention,
                     **dt,
                     name=f"transition{b - 1}",
-                )(tuple(features), train)
+                )(tuple(features), shared(moments), train)
                 x = layers.Pool("avg", 2, name=f"transition{b - 1}_pool")(x)
-                features = [x]
+                features, moments = [x], [moments_of(x)]
             for i in range(num_layers):
-                features.append(
-                    DenseLayer(
-                        self.growth_rate,
-                        self.bn_size,
-                        drop_rate=self.conv_drop_rate,
-                        memory_efficient=self.memory_efficient,
-                        norm_convention=self.norm_convention,
-                        **dt,
-                        name=f"block{b}_layer{i}",
-                    )(features, train=train)
-                )
+                x = DenseLayer(
+                    self.growth_rate,
+                    self.bn_size,
+                    drop_rate=self.conv_drop_rate,
+                    memory_efficient=self.memory_efficient,
+                    norm_convention=self.norm_convention,
+                    **dt,
+                    name=f"block{b}_layer{i}",
+                )(features, shared(moments), train=train)
+                features.append(x)
+                moments.append(moments_of(x))
 
         x = jnp.concatenate(features, axis=-1)
-        x = layers.batch_norm(self.norm_convention, train=train, **dt, name="final_bn")(x)
+        momentum, epsilon = layers.BN_CONVENTIONS[self.norm_convention]
+        x = ConcatBatchNorm(momentum=momentum, epsilon=epsilon, **dt, name="final_bn")(
+            x, shared(moments) or ([batch_moments(x)] if train else None), train)
         x = nn.relu(x)
         logits = layers.ClassifierHead(self.num_classes, self.drop_rate, **dt, name="head")(x, train=train)
         return layers.ModelOutput(logits=logits)
