@@ -78,6 +78,11 @@ def test_matmul_peak_and_bad_arguments():
         "x", {"xla_cpu_multi_thread_eigen": False, "xla_cpu_prefer_vector_width": 512, "t": "A,B"})
     with pytest.raises(ValueError, match="NAME:KEY=VALUE"):
         bench.parse_variant("no_options")
+    # model.FIELD entries of a variant are model overrides, not XLA options
+    name, options = bench.parse_variant("seven:model.num_classes=7")
+    images, _ = bench._synthetic_batch(1, 32)
+    variables, _ = bench.ours("resnet18", "infer", images, images[:, 0, 0, 0], options=options, name=name).current()
+    assert variables["params"]["head"]["fc"]["kernel"].shape == (512, 7)
     with pytest.raises(ValueError, match="unknown peer 'tf'"):
         bench.measure("resnet18", "infer", batch=1, resolution=32, peers=("tf",))
     with pytest.raises(ValueError, match="no Keras application for 'resnet18'"):

@@ -24,7 +24,8 @@ Contenders, all on the same batch of synthetic images and labels:
   :mod:`cnn_jax.models.conv_ops`, i.e. the textbook Flax formulation.
 - ``--dtype bfloat16`` (bf16 compute, float32 parameters; torch under ``autocast``) adds ``ours-float32``.
 - ``--variant NAME:K=V,...`` adds ``ours`` compiled with XLA compiler options ``K=V`` (debug options such as
-  ``xla_cpu_enable_fast_math=true``), to A/B an option in the same run.
+  ``xla_cpu_enable_fast_math=true``) or built with model overrides ``model.FIELD=V`` (e.g.
+  ``model.share_norm_statistics=false``), to A/B an option in the same run.
 
 Per contender and mode: ``first step s`` (model construction, variable initialisation, compilation and the first
 finished step, in this process; ours compiles its step while the variables initialise, as the trainer does),
@@ -204,7 +205,9 @@ def ours(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *, 
     config = base_config()
     config.model.name = model_name
     config.model.dtype = dtype
-    for key, value in PEERS.get(model_name, Peer("", "")).ours.items():
+    options = dict(options or {})
+    overrides = {key.removeprefix("model."): options.pop(key) for key in list(options) if key.startswith("model.")}
+    for key, value in (PEERS.get(model_name, Peer("", "")).ours | overrides).items():
         config.model[key] = value
     config.optimizer.update(name="sgd", momentum=MOMENTUM, nesterov=False, weight_decay=WEIGHT_DECAY,
                             schedule="constant", warmup_epochs=0.0)
@@ -368,8 +371,9 @@ def _option_value(value: str) -> str | bool | int:
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
-    """``"NAME:KEY=VALUE,KEY=VALUE"`` -> ``(NAME, {KEY: VALUE})`` (XLA compiler options for an extra ``ours``);
-    ``true``/``false`` and integers are converted. A repeated enum option takes ``|``-separated values."""
+    """``"NAME:KEY=VALUE,KEY=VALUE"`` -> ``(NAME, {KEY: VALUE})`` (XLA compiler options for an extra ``ours``, or
+    ``model.FIELD`` model overrides); ``true``/``false`` and integers are converted. A repeated enum option takes
+    ``|``-separated values."""
     name, sep, rest = text.partition(":")
     options = {}
     for item in filter(None, rest.split(",")):
