@@ -88,6 +88,14 @@ def _bn_model_and_batch(batch: int = 8):
     return model, variables, images, labels
 
 
+def _lenet_and_batch(batch: int, seed: int):
+    model = cnn_jax.create_model("lenet5", num_classes=10, in_channels=1)
+    rng = np.random.default_rng(seed)
+    images = jnp.asarray(rng.standard_normal((batch, 32, 32, 1)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 10, batch), jnp.int32)
+    return model, model.init(jax.random.key(0), images, train=False), images, labels
+
+
 def _state(variables, tx, ema=False):
     params = variables["params"]
     return steps.TrainState(jnp.zeros((), jnp.int32), params, variables.get("batch_stats", {}), tx.init(params),
@@ -102,11 +110,7 @@ def _apply_train(model, params, batch_stats, images, labels):
 
 def test_gradient_accumulation_equals_the_full_batch():
     """LeNet (no BatchNorm): 4 microbatches give the same update as one batch."""
-    model = cnn_jax.create_model("lenet5", num_classes=10, in_channels=1)
-    rng = np.random.default_rng(1)
-    images = jnp.asarray(rng.standard_normal((16, 32, 32, 1)), jnp.float32)
-    labels = jnp.asarray(rng.integers(0, 10, 16), jnp.int32)
-    variables = model.init(jax.random.key(0), images, train=False)
+    model, variables, images, labels = _lenet_and_batch(16, seed=1)
     tx = optax.sgd(0.5)
     results = {}
     for k in (1, 4):
@@ -146,11 +150,7 @@ def test_ghost_batchnorm_uses_per_group_statistics():
 
 
 def test_ema_follows_tensorflow_moving_average_with_warmup():
-    model = cnn_jax.create_model("lenet5", num_classes=10, in_channels=1)
-    rng = np.random.default_rng(2)
-    images = jnp.asarray(rng.standard_normal((8, 32, 32, 1)), jnp.float32)
-    labels = jnp.asarray(rng.integers(0, 10, 8), jnp.int32)
-    variables = model.init(jax.random.key(0), images, train=False)
+    model, variables, images, labels = _lenet_and_batch(8, seed=2)
     tx = optax.sgd(0.1)
     step = jax.jit(steps.make_train_step(model, tx, _step_config(ema_decay=0.9, ema_warmup=True), lambda s: 0.1))
     state = _state(variables, tx, ema=True)

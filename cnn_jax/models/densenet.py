@@ -55,8 +55,9 @@ class ConcatBatchNorm(nn.BatchNorm):
     """``nn.BatchNorm`` (same variables, same update and normalisation) over the channel concatenation of chunks
     whose batch moments are given: in a dense block every later layer normalises the same earlier feature maps, and
     a channel's batch mean and variance do not depend on the layer that normalises it, so each chunk's moments are
-    computed once, when it is produced, instead of once per reader (quadratic in the block's depth). A subclass, so
-    the analysis and the weight importer treat it as the BatchNorm it is; ``use_running_average`` is ``not train``.
+    computed once, when it is produced, instead of once per reader (quadratic in the block's depth). ``moments``
+    None reduces ``x`` itself (the textbook formulation). A subclass, so the analysis and the weight importer treat
+    it as the BatchNorm it is; ``use_running_average`` is ``not train``.
     """
 
     @nn.compact
@@ -67,6 +68,7 @@ class ConcatBatchNorm(nn.BatchNorm):
         scale = self.param("scale", self.scale_init, (channels,), self.param_dtype)
         bias = self.param("bias", self.bias_init, (channels,), self.param_dtype)
         if train:
+            moments = moments or [batch_moments(x)]
             mean = jnp.concatenate([m for m, _ in moments])
             var = jnp.maximum(0.0, jnp.concatenate([s for _, s in moments]) - mean * mean)  # as Flax's fast variance
             if not self.is_initializing():
@@ -97,9 +99,7 @@ class NormActConv(nn.Module):
     @nn.compact
     def __call__(self, inputs: Sequence[Array], moments: Sequence[Moments] | None, train: bool) -> Array:
         x = jnp.concatenate(inputs, axis=-1) if len(inputs) > 1 else inputs[0]
-        if train and moments is None:
-            moments = [batch_moments(x)]
-        momentum, epsilon = layers.BN_CONVENTIONS[self.norm_convention]
+        momentum, epsilon = layers.bn_convention(self.norm_convention)
         x = ConcatBatchNorm(momentum=momentum, epsilon=epsilon, dtype=self.dtype, param_dtype=self.param_dtype,
                             name="bn")(x, moments, train)
         x = nn.relu(x)
@@ -197,9 +197,6 @@ class DenseNet(nn.Module):
         dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         stem_features = self.stem_features or 2 * self.growth_rate
 
-        def shared(moments: list[Moments | None]) -> tuple[Moments, ...] | None:
-            return tuple(moments) if train and self.share_norm_statistics else None
-
         if self.stem == "imagenet":
             x = layers.ConvNormAct(
                 stem_features, 7, strides=2, norm_convention=self.norm_convention, **dt, name="stem"
@@ -216,8 +213,13 @@ class DenseNet(nn.Module):
                 name="stem",
             )(images)
 
+        share = train and self.share_norm_statistics  # eval mode normalises with the running averages
+
         def moments_of(x: Array) -> Moments | None:
-            return batch_moments(x) if train and self.share_norm_statistics else None
+            return batch_moments(x) if share else None
+
+        def shared(moments: list[Moments | None]) -> tuple[Moments, ...] | None:
+            return tuple(moments) if share else None
 
         features, moments = [x], [moments_of(x)]
         for b, num_layers in enumerate(self.block_sizes, start=1):
@@ -248,9 +250,8 @@ class DenseNet(nn.Module):
                 moments.append(moments_of(x))
 
         x = jnp.concatenate(features, axis=-1)
-        momentum, epsilon = layers.BN_CONVENTIONS[self.norm_convention]
-        x = ConcatBatchNorm(momentum=momentum, epsilon=epsilon, **dt, name="final_bn")(
-            x, shared(moments) or ([batch_moments(x)] if train else None), train)
+        momentum, epsilon = layers.bn_convention(self.norm_convention)
+        x = ConcatBatchNorm(momentum=momentum, epsilon=epsilon, **dt, name="final_bn")(x, shared(moments), train)
         x = nn.relu(x)
         logits = layers.ClassifierHead(self.num_classes, self.drop_rate, **dt, name="head")(x, train=train)
         return layers.ModelOutput(logits=logits)

@@ -76,6 +76,13 @@ BN_CONVENTIONS: dict[str, tuple[float, float]] = {
 }
 
 
+def bn_convention(convention: str) -> tuple[float, float]:
+    """``(momentum, epsilon)`` of a named BatchNorm convention (``BN_CONVENTIONS``)."""
+    if convention not in BN_CONVENTIONS:
+        raise ValueError(f"unknown BatchNorm convention {convention!r}; expected one of {sorted(BN_CONVENTIONS)}")
+    return BN_CONVENTIONS[convention]
+
+
 def batch_norm(
     convention: str = "pytorch",
     *,
@@ -86,9 +93,7 @@ def batch_norm(
     name: str | None = None,
 ) -> nn.BatchNorm:
     """A BatchNorm with the named momentum/epsilon convention; ``zero_init`` starts gamma at zero."""
-    if convention not in BN_CONVENTIONS:
-        raise ValueError(f"unknown BatchNorm convention {convention!r}; expected one of {sorted(BN_CONVENTIONS)}")
-    momentum, epsilon = BN_CONVENTIONS[convention]
+    momentum, epsilon = bn_convention(convention)
     return nn.BatchNorm(
         use_running_average=not train,
         momentum=momentum,
