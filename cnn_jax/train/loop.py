@@ -194,8 +194,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     init_key = jax.random.key(config.seed, impl="rbg")
     abstract = jax.eval_shape(init_state, init_key)
     rng = jax.random.key(config.seed + 1)
+    checkpoint_timeout_s = config.train.checkpoint_timeout_s or None  # 0: the Checkpointer's default
     checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints, name="checkpoints",
-                                timeout_s=config.train.checkpoint_timeout_s or None)
+                                timeout_s=checkpoint_timeout_s)
     abstract = abstract_with_shardings(abstract, replicated)
     restored = checkpointer.restore_latest(abstract)
     start_step = 0 if restored is None else restored[0]
@@ -245,7 +246,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         state = create_state()
     eval_step = jax.jit(steps.make_eval_step(model))
     # Its own name: it saves the same steps as `checkpointer`, concurrently (distinct orbax barrier keys).
-    best = Checkpointer(workdir / "best", keep=1, name="best", timeout_s=config.train.checkpoint_timeout_s or None)
+    best = Checkpointer(workdir / "best", keep=1, name="best", timeout_s=checkpoint_timeout_s)
     best_top1 = best.read_meta()["eval/top1"] if best.manager.latest_step() is not None else -1.0
     writer = MetricWriter(workdir)
 
