@@ -1,13 +1,30 @@
 """Entry point: ``python launch.py --config experiments/<family>/<file>.py[:args] --workdir DIR [--config.k=v]``."""
 
 import os
+import sys
 
-import jax
-from absl import app, flags, logging
-from ml_collections import config_flags
 
-from cnn_jax import parallel
-from cnn_jax.train.loop import train_and_evaluate
+def _flag(argv: list[str], name: str, default: str) -> str:
+    """``--name=value`` / ``--name value`` from the raw command line (read before absl parses it)."""
+    for i, arg in enumerate(argv):
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+        if arg == f"--{name}" and i + 1 < len(argv):
+            return argv[i + 1]
+    return default
+
+
+if __name__ == "__main__":  # the allocator is chosen when the process starts: before JAX is imported
+    from cnn_jax import allocator
+
+    allocator.reexec_with_tcmalloc(_flag(sys.argv, "malloc", "auto"))
+
+import jax  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from cnn_jax import allocator, parallel  # noqa: E402
+from cnn_jax.train.loop import train_and_evaluate  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (a .py returning a ConfigDict).",
                                 lock_config=True)
@@ -22,6 +39,10 @@ flags.DEFINE_string("compilation_cache_dir",
                     "Multi-host: only process 0 writes it, so point every process at shared storage.")
 flags.DEFINE_integer("compilation_cache_max_gib", 8, "Size of the compilation cache; least recently used "
                      "entries are evicted beyond it.")
+flags.DEFINE_enum("malloc", "auto", ["auto", "tcmalloc", "system"],
+                  "Memory allocator: tcmalloc keeps XLA:CPU's per-step buffers instead of unmapping them after every "
+                  "step (ResNet-50 on CPU ~15 % faster, BENCHMARKS.md). auto: tcmalloc when installed "
+                  "(libtcmalloc-minimal4); the process re-executes itself once to load it.")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -35,6 +56,8 @@ def main(argv):
     jax.config.update("jax_enable_compilation_cache", bool(FLAGS.compilation_cache_dir))
     jax.config.update("jax_compilation_cache_max_size", FLAGS.compilation_cache_max_gib * 2**30)
     parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    if jax.process_index() == 0:
+        print(f"allocator: {allocator.active_allocator()} (--malloc={FLAGS.malloc})", flush=True)
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

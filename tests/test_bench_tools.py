@@ -98,7 +98,9 @@ def test_first_step_in_fresh_processes_times_each_contender_and_names_a_failing_
     rows = {line.split(" | ")[0]: line.split(" | ")[1:] for line in capsys.readouterr().out.splitlines()
             if line.startswith("resnet18 infer ")}
     assert list(rows) == ["resnet18 infer ours", f"resnet18 infer {bench.WARM_CACHE}"]
-    assert all(0 < float(cells[0].split()[0]) < 300 for cells in rows.values())
+    for cells in rows.values():  # launch to first step, ratio, the first step's run, ready to step, ratio
+        total, step, ready = float(cells[0].split()[0]), float(cells[2]), float(cells[3])
+        assert 0 < step < total < 300 and ready == pytest.approx(total - step, abs=0.15)
     with pytest.raises(RuntimeError, match="--first-step-of no_such_contender .*before its first step"):
         bench.first_step_in_fresh_processes("resnet18", "infer", ["no_such_contender"], runs=1, batch=1,
                                             resolution=32, dtype="float32")

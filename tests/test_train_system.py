@@ -20,6 +20,7 @@ import optax
 import pytest
 
 import cnn_jax
+from cnn_jax import allocator
 from cnn_jax.train import losses, optim, steps
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.loop import train_and_evaluate
@@ -227,12 +228,16 @@ def test_sigkilled_run_resumes_from_its_last_complete_checkpoint(tmp_path):
     assert proc.poll() is None, "the run finished before it could be killed:\n" + proc.stdout.read()[-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # launch.py re-executed itself on tcmalloc (same process id: the SIGKILL reached the run itself).
+    expected = "tcmalloc" if allocator.find_tcmalloc() else "system"
+    assert f"allocator: {expected} (--malloc=auto)" in proc.stdout.read()
     complete = max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
     assert 40 <= complete < 300
-    # The relaunch loads the compiled train step from the persistent cache; the result must not change.
+    # The relaunch loads the compiled train step from the persistent cache; the result must not change (nor does
+    # the allocator change it: the relaunch runs on the system allocator).
     assert any(p.name.startswith("jit_train_step") for p in (tmp_path / "xla_cache").iterdir())
-    output = _launch(tmp_path / "killed", overrides)
-    assert f"resumed from step {complete}" in output, output[-2000:]
+    output = _launch(tmp_path / "killed", overrides, extra=("--malloc=system",))
+    assert f"resumed from step {complete}" in output and "allocator: system (--malloc=system)" in output, output[-2000:]
     train_and_evaluate(_config(overrides), tmp_path / "straight")
     (step_a, state_a), (step_b, state_b) = _final(tmp_path / "killed"), _final(tmp_path / "straight")
     assert step_a == step_b == 300

@@ -446,3 +446,21 @@ def test_bench_input_smoke(capsys):
     assert all(r["img_s"] > 0 for r in rows)
     printed = capsys.readouterr().out
     assert "machine:" in printed and "cores for 3000 img/s" in printed
+
+
+def test_bench_input_trains_on_real_jpegs_and_reports_the_data_wait(capsys):
+    """``--train``: the trainer runs on the photographs written as an image folder, then with the pipeline's work
+    removed; each row sums the trainer's per-step metrics (the first step excluded)."""
+    from cnn_jax.tools import bench_input
+
+    rows = bench_input.main(["--train", "resnet18", "--batch", "4", "--steps", "3", "--image-size", "32",
+                             "--threads", "1"])
+    assert [r["run"] for r in rows] == ["real", "no_pipeline_work"]
+    assert rows[0]["data"].startswith("folder:") and rows[1]["data"] == "synthetic:32x32x3:1000:16:4"
+    for row in rows:
+        assert row["steps"] == 2 and row["img_s"] > 0 and 0 <= row["wait_fraction"] < 1
+    assert rows[1]["vs_no_pipeline_work"] == 1.0
+    printed = capsys.readouterr().out
+    assert "| resnet18 | 4 | real | 2 |" in printed and "JPEGs (skimage.data photographs" in printed
+    with pytest.raises(ValueError, match="resnet_18"):
+        bench_input.main(["--train", "resnet_18"])

@@ -41,10 +41,15 @@ XLA's flop count of *our* compiled step (``cost_analysis()``). Progress goes to 
 ``--first-step-runs N`` adds the time from launching a fresh Python process to its first finished step (imports
 included, nothing warm), N processes per contender (ours, ``ours-warm-cache``, ``ours-plain`` with ``--plain``, the
 peers; not the variants), alternating: the in-process ``first step s`` of a later
-contender profits from what an earlier one imported and warmed.
+contender profits from what an earlier one imported and warmed. Each process also reports how long its first step
+itself ran, so the table splits the wait into *ready to step* (imports, construction, initialisation,
+compilation: what a faster formulation or compiler can shorten) and the first step's own run.
 
-The tool runs with the XLA options of the environment: the test suite's ``XLA_FLAGS`` (optimisation level 0) would
-make XLA figures meaningless, so a non-empty ``XLA_FLAGS`` is printed in the header.
+Like ``launch.py``, the tool re-executes itself on tcmalloc when it is installed (``--malloc``,
+:mod:`cnn_jax.allocator`); every contender in the process and the fresh processes it starts then shares that
+allocator, which the header names. The tool runs with the XLA options of the environment: the test suite's
+``XLA_FLAGS`` (optimisation level 0) would make XLA figures meaningless, so a non-empty ``XLA_FLAGS`` is printed in
+the header.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import cnn_jax  # noqa: E402
+from cnn_jax import allocator  # noqa: E402
 from cnn_jax.models import conv_ops  # noqa: E402
 
 
@@ -108,6 +114,7 @@ class Contender:
     sync: Callable[[], None]
     current: Callable[[], tuple[Any, Any]] = lambda: (None, None)
     first_step_s: float = float("nan")
+    first_step_run_s: float = float("nan")  # the first step's own execution (part of first_step_s)
     compile_s: float = float("nan")
     peak_bytes: float = float("nan")
     flops_per_step: float = float("nan")
@@ -164,10 +171,12 @@ def _xla_contender(name: str, compiled: Any, compile_s: float, state: Any, input
     def sync():
         jax.block_until_ready((box["state"], box["out"]))
 
+    step_started = time.perf_counter()
     step()
     sync()
-    return Contender(name, step, sync, lambda: (box["state"], box["out"]),
-                     first_step_s=time.perf_counter() - started, compile_s=compile_s,
+    finished = time.perf_counter()
+    return Contender(name, step, sync, lambda: (box["state"], box["out"]), first_step_s=finished - started,
+                     first_step_run_s=finished - step_started, compile_s=compile_s,
                      peak_bytes=_peak_bytes(compiled), flops_per_step=_flops(compiled))
 
 
@@ -347,8 +356,11 @@ def torch_peer(model_name: str, mode: str, images: np.ndarray, labels: np.ndarra
             with torch.inference_mode(), autocast:
                 model(x)
 
+    step_started = time.perf_counter()
     step()
-    return Contender("torch", step, lambda: None, first_step_s=time.perf_counter() - started)
+    finished = time.perf_counter()
+    return Contender("torch", step, lambda: None, first_step_s=finished - started,
+                     first_step_run_s=finished - step_started)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -416,18 +428,30 @@ def _builders(model_name: str, mode: str, *, batch: int, resolution: int, dtype:
     return builders
 
 
-FIRST_STEP_MARK = "first step finished"
-
-
+FIRST_STEP_MARK = "first step finished, seconds it ran:"
 WARM_CACHE = "ours-warm-cache"
 
 
+@dataclasses.dataclass(frozen=True)
+class FirstStep:
+    """Launch of a fresh process to its first finished step, and the part of it the step itself ran."""
+
+    total_s: float
+    step_s: float
+
+    @property
+    def ready_s(self) -> float:
+        """Launch to the moment the first step could start (imports, construction, initialisation, compilation)."""
+        return self.total_s - self.step_s
+
+
 def first_step_in_fresh_processes(model_name: str, mode: str, contenders: Sequence[str], *, runs: int,
-                                  batch: int, resolution: int, dtype: str) -> dict[str, list[float]]:
-    """``{contender: [seconds]}`` from launching a fresh Python process to its first finished step.
+                                  batch: int, resolution: int, dtype: str) -> dict[str, list[FirstStep]]:
+    """``{contender: [FirstStep]}`` from launching a fresh Python process to its first finished step.
 
     What a user waits for after typing the command: interpreter start, imports, model construction, variable
-    initialisation, compilation, one step. One process per measurement, contenders alternating round by round so
+    initialisation, compilation, one step (whose own run time the process reports, so the time until it could
+    start is known too). One process per measurement, contenders alternating round by round so
     load from other processes hits all alike; nothing is shared between them (no warm import or compile cache),
     except for ``ours-warm-cache``: ours relaunched with JAX's persistent compilation cache filled by an untimed
     launch first, as ``launch.py`` relaunches after a preemption (its default ``--compilation_cache_dir``).
@@ -436,10 +460,12 @@ def first_step_in_fresh_processes(model_name: str, mode: str, contenders: Sequen
     with tempfile.TemporaryDirectory(prefix="bench_xla_cache_") as cache:
         warm = cold | {"JAX_COMPILATION_CACHE_DIR": cache}  # JAX's defaults otherwise, as launch.py uses them
 
-        def launch(name: str) -> float | None:
+        def launch(name: str) -> FirstStep:
             command = [sys.executable, "-m", "cnn_jax.tools.bench", "--model", model_name, "--mode", mode,
                        "--batch", str(batch), "--resolution", str(resolution), "--dtype", dtype,
-                       "--first-step-of", "ours" if name == WARM_CACHE else name]
+                       "--first-step-of", "ours" if name == WARM_CACHE else name,
+                       # the allocator this process runs on (the children inherit its LD_PRELOAD)
+                       "--malloc", "system" if allocator.active_allocator() == "system" else "auto"]
             if name in ("keras", "torch"):
                 command += ["--peers", name]
             if name == "ours-plain":
@@ -449,18 +475,20 @@ def first_step_in_fresh_processes(model_name: str, mode: str, contenders: Sequen
                                   env=warm if name == WARM_CACHE else cold) as child:
                 for line in child.stdout:
                     if line.startswith(FIRST_STEP_MARK):
+                        total = time.perf_counter() - started
                         child.kill()  # its exit (freeing the runtime) is not part of the wait
-                        return time.perf_counter() - started
+                        return FirstStep(total, float(line[len(FIRST_STEP_MARK):]))
             raise RuntimeError(f"{' '.join(command)} exited with {child.returncode} before its first step")
 
         if WARM_CACHE in contenders:
             launch(WARM_CACHE)  # fills the cache
-        seconds: dict[str, list[float]] = {name: [] for name in contenders}
+        seconds: dict[str, list[FirstStep]] = {name: [] for name in contenders}
         for _ in range(runs):
             for name in contenders:
                 seconds[name].append(launch(name))
             print(f"#   {model_name} {mode} first step in a fresh process: " + ", ".join(
-                f"{name} {seconds[name][-1]:.1f} s" for name in contenders), file=sys.stderr, flush=True)
+                f"{name} {seconds[name][-1].total_s:.1f} s (step {seconds[name][-1].step_s:.1f} s)"
+                for name in contenders), file=sys.stderr, flush=True)
     return seconds
 
 
@@ -538,6 +566,8 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
     parser.add_argument("--matmul-size", type=int, default=4096, help="square fp32 matmul that measures the peak")
     parser.add_argument("--first-step-runs", type=int, default=0, metavar="N",
                         help="also time launch-to-first-step of every contender in N fresh processes each")
+    parser.add_argument("--malloc", choices=allocator.MODES, default="auto",
+                        help="memory allocator of this process and the fresh ones (cnn_jax.allocator, as launch.py)")
     parser.add_argument("--first-step-of", metavar="CONTENDER", help=argparse.SUPPRESS)  # the fresh process's job
     args = parser.parse_args(argv)
     peers = [p for p in args.peers.split(",") if p]
@@ -555,14 +585,15 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
                              dtype=args.dtype, peers=peers, variants=variants, plain=args.plain)
         if args.first_step_of not in builders:
             parser.error(f"--first-step-of {args.first_step_of!r}; expected one of {sorted(builders)}")
-        builders[args.first_step_of]()
-        print(FIRST_STEP_MARK, flush=True)
+        contender = builders[args.first_step_of]()
+        print(FIRST_STEP_MARK, f"{contender.first_step_run_s:.3f}", flush=True)
         return {}
 
     print("# command: python -m cnn_jax.tools.bench " + " ".join(sys.argv[1:] if argv is None else argv))
     if os.environ.get("XLA_FLAGS"):
         print(f"# XLA_FLAGS={os.environ['XLA_FLAGS']} (not XLA's defaults)")
-    print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"# allocator: {allocator.active_allocator()} (--malloc={args.malloc}); "
+          f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     results: dict[tuple[str, str], dict[str, Result]] = {}
     if args.windows:
         # The matmul peak is measured before each model and at the end, the best kept: load only lowers it.
@@ -594,21 +625,29 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
                       f"{base / r.images_per_s:.2f}")
     if args.first_step_runs:
         print(f"launch to first step, fresh process per run ({args.first_step_runs} runs each, alternating) | "
-              "median s (min-max) | ours s / contender s")
-        print("---|---|---")
+              "median s (min-max) | ours s / contender s | of which the first step ran s | ready to step s "
+              "(launch to first step - its run) | ours ready s / contender ready s")
+        print("---|---|---|---|---|---")
         for model_name, mode in itertools.product(args.model, modes):
             contenders = ["ours", WARM_CACHE, *(["ours-plain"] if args.plain else []), *peers]
             seconds = first_step_in_fresh_processes(model_name, mode, contenders, runs=args.first_step_runs,
                                                     batch=args.batch, resolution=args.resolution, dtype=args.dtype)
-            base = statistics.median(seconds["ours"])
-            for name, values in seconds.items():
-                median = statistics.median(values)
-                print(f"{model_name} {mode} {name} | {median:.1f} ({min(values):.1f}-{max(values):.1f}) | "
-                      f"{base / median:.2f}")
+            base = statistics.median(s.total_s for s in seconds["ours"])
+            base_ready = statistics.median(s.ready_s for s in seconds["ours"])
+            for name, runs in seconds.items():
+                totals, ready = [s.total_s for s in runs], statistics.median(s.ready_s for s in runs)
+                median = statistics.median(totals)
+                print(f"{model_name} {mode} {name} | {median:.1f} ({min(totals):.1f}-{max(totals):.1f}) | "
+                      f"{base / median:.2f} | {statistics.median(s.step_s for s in runs):.1f} | {ready:.1f} | "
+                      f"{base_ready / ready:.2f}")
     print(f"# {machine()}; batch {args.batch}, {args.resolution}x{args.resolution}, {args.dtype}")
     print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return results
 
 
 if __name__ == "__main__":
+    # As launch.py: the trainer runs on tcmalloc where installed (cnn_jax.allocator); so does what is measured here.
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--malloc", choices=allocator.MODES, default="auto")
+    allocator.reexec_with_tcmalloc(pre.parse_known_args()[0].malloc)
     main()

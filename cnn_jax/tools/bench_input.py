@@ -18,6 +18,19 @@ processes hits all of them alike), ``--repeats`` times; figures are medians over
 images/s, and images per CPU-second of this process (``time.process_time``, all threads), which is the per-core
 rate and stays meaningful on a machine shared with other work (wall-clock rates there shrink with the load). With N
 threads the images of a window are spread over a thread pool (PIL releases the GIL while decoding and resizing).
+
+Does the pipeline keep the train step fed? ``--train MODEL`` runs the trainer itself (``train_and_evaluate`` with
+the ImageNet recipe's transforms, ``experiments/imagenet/common.py``) for ``--steps`` steps of ``--batch`` on real
+JPEGs and reports, per step, the time the loop waited for its batch with no step running
+(``train/data_wait_fraction`` of the trainer's metrics, logged every step), next to the same run fed with the
+pipeline's work removed (``synthetic`` uint8 images at the output size, no augmentation: decode, crop and resize
+gone), so the ratio of their median step times is what the pipeline's host work costs the step on this machine's
+shared cores::
+
+    python -m cnn_jax.tools.bench_input --train resnet50 --batch 32 --steps 8
+
+The JPEGs are the photographs above written as an image folder (``train/<class>/*.jpg``), or ``--data`` names any
+dataset the trainer reads (``imagenet2012`` once prepared, ``folder:ROOT``).
 """
 
 from __future__ import annotations
@@ -25,16 +38,20 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import io
+import json
 import os
+import pathlib
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image, features
 
+from cnn_jax import allocator
 from cnn_jax.data import transforms
 
 SIZES = ((500, 375), (375, 500), (500, 333), (500, 500), (333, 500), (500, 400))  # (width, height)
@@ -159,6 +176,81 @@ def format_rows(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_photo_folder(root: str | os.PathLike, *, train_images: int, eval_images: int, classes: int = 10,
+                       quality: int = 90) -> pathlib.Path:
+    """An image folder of real JPEGs (``root/train/<class>/*.jpg``, ``root/val/...``) for ``data.name=folder:root``."""
+    root = pathlib.Path(root)
+    for split, count in (("train", train_images), ("val", eval_images)):
+        for i, jpeg in enumerate(make_jpegs(count, quality)):
+            directory = root / split / f"class{i % classes:03d}"
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / f"{i:06d}.jpg").write_bytes(jpeg)
+    return root
+
+
+def _trainer_run(model: str, data: str, *, batch: int, steps: int, image_size: int, threads: int | None,
+                 workers: int, workdir: pathlib.Path, augment: bool) -> dict:
+    """Trains ``steps`` steps with the trainer and summarises its per-step metrics (the first step excluded: its
+    batch was fetched while the step compiled)."""
+    from cnn_jax.train import loop, metrics
+    from experiments.imagenet.common import imagenet_config
+
+    config = imagenet_config(model, image_size)
+    config.data.name = data
+    config.data.num_threads = threads
+    config.data.worker_processes = workers
+    if not augment:
+        config.data.train_transform = "none"
+    config.data.max_eval_examples = batch  # the run ends with an evaluation; keep it to one batch
+    config.train.update(global_batch=batch, eval_batch=batch, num_steps=steps, log_every_steps=1,
+                        eval_every_epochs=1e9, checkpoint_every_steps=1 << 30)
+    loop.train_and_evaluate(config, workdir)
+    records = [r for r in metrics.read_metrics(workdir) if "train/step_time_s" in r and r["step"] > 1]
+    if not records:
+        raise ValueError(f"--steps {steps}: need at least 2 steps (the first is excluded)")
+    step_times = np.array([r["train/step_time_s"] for r in records])
+    waits = np.array([r["train/data_wait_fraction"] for r in records]) * step_times
+    return {"data": data, "steps": len(records), "img_s": batch * len(records) / step_times.sum(),
+            "step_s": float(np.median(step_times)), "wait_fraction": waits.sum() / step_times.sum(),
+            "max_wait_s": float(waits.max()), "waited_steps": int((waits > 0.01 * step_times).sum()),
+            "load": os.getloadavg()[0]}
+
+
+def train_with_real_data(model: str, *, batch: int, steps: int, image_size: int, data: str | None = None,
+                         threads: int | None = None, workers: int = 0,
+                         log: Callable[[str], None] = print) -> list[dict]:
+    """The trainer on real JPEGs, then on ``synthetic`` images with the pipeline's work removed; one row each."""
+    with tempfile.TemporaryDirectory(prefix="bench_input_") as scratch:
+        scratch = pathlib.Path(scratch)
+        if data is None:
+            data = "folder:" + str(write_photo_folder(scratch / "photos", train_images=batch * (steps + 1),
+                                                      eval_images=batch))
+            log(f"{batch * (steps + 1)} real JPEGs (skimage.data photographs at ImageNet-like sizes) in {data}")
+        runs = (("real", data, True), ("no_pipeline_work", f"synthetic:{image_size}x{image_size}x3:1000:"
+                                                          f"{batch * (steps + 1)}:{batch}", False))
+        rows = []
+        for name, source, augment in runs:
+            log(f"training {model} for {steps} steps of {batch} on {source} (load average "
+                f"{os.getloadavg()[0]:.2f})")
+            row = _trainer_run(model, source, batch=batch, steps=steps, image_size=image_size, threads=threads,
+                               workers=workers, workdir=scratch / name, augment=augment)
+            rows.append({"run": name, **row})
+    for row in rows:  # medians: one slow step (load from elsewhere) does not decide the ratio
+        row["vs_no_pipeline_work"] = rows[-1]["step_s"] / row["step_s"]
+    return rows
+
+
+def format_train_rows(model: str, batch: int, rows: Sequence[dict]) -> str:
+    lines = ["| model | batch | run | steps | img/s | step s (median) | data wait (of step time) | longest wait s | "
+             "steps that waited | speed vs no pipeline work (median steps) | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {model} | {batch} | {r['run']} | {r['steps']} | {r['img_s']:.2f} | {r['step_s']:.2f} | "
+                     f"{100 * r['wait_fraction']:.2f} % | {r['max_wait_s']:.3f} | {r['waited_steps']} | "
+                     f"{r['vs_no_pipeline_work']:.2f} | {r['load']:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1])
@@ -171,9 +263,29 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                         help="subset of decode_only reference ours ours_array ours_draft")
     parser.add_argument("--target", type=float, default=3000.0,
                         help="training rate (img/s) to size the host for (ResNet-50 on one H100: ~3,000)")
+    parser.add_argument("--train", metavar="MODEL", default=None,
+                        help="instead: train MODEL with the trainer on real JPEGs and report the data wait per step")
+    parser.add_argument("--batch", type=int, default=32, help="--train: global batch")
+    parser.add_argument("--steps", type=int, default=8, help="--train: steps per run (the first is excluded)")
+    parser.add_argument("--data", default=None,
+                        help="--train: dataset (default: the photographs written as an image folder)")
+    parser.add_argument("--workers", type=int, default=0, help="--train: data.worker_processes")
+    parser.add_argument("--malloc", choices=allocator.MODES, default="auto",
+                        help="memory allocator (cnn_jax.allocator, as launch.py)")
     args = parser.parse_args(argv)
     print("command: python -m cnn_jax.tools.bench_input " + " ".join(sys.argv[1:] if argv is None else argv))
-    print("machine:", describe_machine())
+    print("machine:", describe_machine(), f"allocator {allocator.active_allocator()} (--malloc={args.malloc})")
+    if args.train:
+        import cnn_jax
+
+        cnn_jax.model_info(args.train)  # an unknown model fails here, before any data is written
+        threads = args.threads[0] if "--threads" in (sys.argv[1:] if argv is None else argv) else None
+        rows = train_with_real_data(args.train, batch=args.batch, steps=args.steps, image_size=args.image_size,
+                                    data=args.data, threads=threads, workers=args.workers)
+        print(format_train_rows(args.train, args.batch, rows))
+        print(json.dumps(rows))
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        return rows
     rows = run(args.threads, images=args.images, window=args.window, repeats=args.repeats,
                image_size=args.image_size, quality=args.quality, paths=args.paths)
     print(format_rows(rows))
@@ -185,4 +297,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
+    # As launch.py: the trainer runs on tcmalloc where installed (cnn_jax.allocator); so does what is measured here.
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--malloc", choices=allocator.MODES, default="auto")
+    allocator.reexec_with_tcmalloc(pre.parse_known_args()[0].malloc)
     main()

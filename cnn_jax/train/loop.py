@@ -208,7 +208,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         start_step=start_step, seed=config.seed, process_index=jax.process_index(),
         process_count=jax.process_count(), num_threads=config.data.num_threads,
         worker_processes=config.data.worker_processes),
-        transform=lambda batch: parallel.global_batch(mesh, batch[0].astype(image_dtype(config)), *batch[1:]))
+        transform=lambda batch: parallel.global_batch(  # float32 images are not copied (copy=False)
+            mesh, batch[0].astype(image_dtype(config), copy=False), *batch[1:]))
     # XLA:CPU's CSE barrier expander strips rematerialisation (memory_efficient DenseNet, scanned stages).
     keep_remat = config.train.compile_keep_remat and jax.default_backend() == "cpu"
     compiler_options = KEEP_REMAT_OPTIONS if keep_remat else None
@@ -253,12 +254,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     eval_every = max(1, int(config.train.eval_every_epochs * schedule.steps_per_epoch))
     eval_metrics: dict[str, float] = {}
     step, window_start, window_steps, data_wait = start_step, time.time(), 0, 0.0
+    previous_loss = None  # the last dispatched step's loss: ready once that step has finished on the devices
     with _Preemption() as preemption:
         while step < stop_step:
             wait_start = time.time()
             images, labels = next(batches)  # already on the devices: the prefetch thread places the batches
-            data_wait += time.time() - wait_start
+            # Steps run asynchronously: a wait that ends before the previous step finishes idles no device.
+            if previous_loss is None or previous_loss.is_ready():
+                data_wait += time.time() - wait_start
             state, metrics = train_step(state, images, labels, rng)
+            previous_loss = metrics["train/loss"]
             step += 1
             window_steps += 1
             last = step == stop_step
