@@ -3,21 +3,10 @@
 import os
 import sys
 
-
-def _flag(argv: list[str], name: str, default: str) -> str:
-    """``--name=value`` / ``--name value`` from the raw command line (read before absl parses it)."""
-    for i, arg in enumerate(argv):
-        if arg.startswith(f"--{name}="):
-            return arg.split("=", 1)[1]
-        if arg == f"--{name}" and i + 1 < len(argv):
-            return argv[i + 1]
-    return default
-
-
 if __name__ == "__main__":  # the allocator is chosen when the process starts: before JAX is imported
     from cnn_jax import allocator
 
-    allocator.reexec_with_tcmalloc(_flag(sys.argv, "malloc", "auto"))
+    allocator.reexec_with_tcmalloc(allocator.mode_from_argv(sys.argv))
 
 import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402

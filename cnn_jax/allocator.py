@@ -43,6 +43,17 @@ def active_allocator() -> str:
     return next((name for name in ("tcmalloc", "jemalloc") if f"lib{name}" in maps), "system")
 
 
+def mode_from_argv(argv: list[str]) -> str:
+    """The ``--malloc=MODE`` / ``--malloc MODE`` of a raw command line (default ``auto``), read before the
+    program's own flag parser runs, which defines the same flag for its ``--help``."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--malloc="):
+            return arg.split("=", 1)[1]
+        if arg == "--malloc" and i + 1 < len(argv):
+            return argv[i + 1]
+    return "auto"
+
+
 def reexec_with_tcmalloc(mode: str = "auto") -> None:
     """Replaces this process by the same command running on tcmalloc, unless it already does.
 

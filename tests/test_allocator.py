@@ -38,3 +38,9 @@ def test_required_tcmalloc_that_is_missing_names_the_package(monkeypatch):
     allocator.reexec_with_tcmalloc("auto")  # not installed: stays on the system allocator, no error
     with pytest.raises(ValueError, match="allocator 'jemalloc'; expected one of auto, tcmalloc, system"):
         allocator.reexec_with_tcmalloc("jemalloc")
+
+
+def test_mode_is_read_from_the_raw_command_line():
+    assert allocator.mode_from_argv(["launch.py", "--config", "c.py", "--malloc=system"]) == "system"
+    assert allocator.mode_from_argv(["-m", "cnn_jax.tools.bench", "--malloc", "tcmalloc", "--model", "x"]) == "tcmalloc"
+    assert allocator.mode_from_argv(["launch.py", "--config", "c.py"]) == "auto"

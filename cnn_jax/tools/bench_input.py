@@ -298,7 +298,5 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
 if __name__ == "__main__":
     # As launch.py: the trainer runs on tcmalloc where installed (cnn_jax.allocator); so does what is measured here.
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--malloc", choices=allocator.MODES, default="auto")
-    allocator.reexec_with_tcmalloc(pre.parse_known_args()[0].malloc)
+    allocator.reexec_with_tcmalloc(allocator.mode_from_argv(sys.argv))
     main()
