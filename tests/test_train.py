@@ -277,13 +277,13 @@ def test_initialise_while_compiling_overlaps_the_two_and_raises_their_errors():
 
 
 def test_data_wait_fraction_reports_a_slow_input_pipeline(tmp_path, monkeypatch):
-    """Batches that arrive 0.25 s apart while a LeNet step takes milliseconds: the loop's
-    ``train/data_wait_fraction`` says nearly all of the time went to waiting, and a run whose batches are ready
-    says almost none did."""
+    """Batches that arrive 0.5 s apart while a LeNet step takes milliseconds: the loop's
+    ``train/data_wait_fraction`` says most of the time went to waiting on every step, and a run whose batches are
+    ready says little did on a typical step."""
     from cnn_jax.train import loop
 
     real_train_batches = loop.pipeline.train_batches
-    delay = {"s": 0.25}
+    delay = {"s": 0.5}
 
     def slow_train_batches(*args, **kwargs):
         for batch in real_train_batches(*args, **kwargs):
@@ -292,14 +292,15 @@ def test_data_wait_fraction_reports_a_slow_input_pipeline(tmp_path, monkeypatch)
 
     monkeypatch.setattr(loop.pipeline, "train_batches", slow_train_batches)
     fractions = {}
-    for delay["s"] in (0.25, 0.0):
+    for delay["s"] in (0.5, 0.0):
         config = lenet_config(num_steps=8, log_every_steps=1, eval_every_epochs=100.0)
         config.data.name = "synthetic:28x28x1:10:1024:64"
         workdir = tmp_path / f"delay{delay['s']}"
         train_and_evaluate(config, workdir)
         # Step 1's batch was fetched while the step compiled; the prefetch queue (2 batches) fills meanwhile.
         records = [r for r in read_metrics(workdir) if "train/data_wait_fraction" in r and r["step"] > 4]
-        fractions[delay["s"]] = max(r["train/data_wait_fraction"] for r in records), min(
-            r["train/data_wait_fraction"] for r in records)
-    assert fractions[0.25][1] > 0.6, fractions
-    assert fractions[0.0][0] < 0.3, fractions
+        fractions[delay["s"]] = sorted(r["train/data_wait_fraction"] for r in records)
+    # Each window also holds the step, its metrics' fetch and log writes (~0.2 s on a loaded 2-core host).
+    assert min(fractions[0.5]) > 0.6, fractions
+    # Ready batches: a millisecond LeNet step may still outrun the grain threads now and then, not typically.
+    assert float(np.median(fractions[0.0])) < 0.2, fractions
