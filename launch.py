@@ -28,7 +28,7 @@ flags.DEFINE_string("compilation_cache_dir",
                     "Multi-host: only process 0 writes it, so point every process at shared storage.")
 flags.DEFINE_integer("compilation_cache_max_gib", 8, "Size of the compilation cache; least recently used "
                      "entries are evicted beyond it.")
-flags.DEFINE_enum("malloc", "auto", ["auto", "tcmalloc", "system"],
+flags.DEFINE_enum("malloc", "auto", list(allocator.MODES),
                   "Memory allocator: tcmalloc keeps XLA:CPU's per-step buffers instead of unmapping them after every "
                   "step (ResNet-50 on CPU ~15 % faster, BENCHMARKS.md). auto: tcmalloc when installed "
                   "(libtcmalloc-minimal4); the process re-executes itself once to load it.")

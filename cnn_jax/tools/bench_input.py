@@ -253,7 +253,9 @@ def format_train_rows(model: str, batch: int, rows: Sequence[dict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1])
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="thread counts (default: 1 and all CPUs); --train: the first is data.num_threads "
+                             "(default: all CPUs)")
     parser.add_argument("--images", type=int, default=24, help="distinct JPEGs (cycled)")
     parser.add_argument("--window", type=int, default=96, help="images per timed window")
     parser.add_argument("--repeats", type=int, default=5, help="windows per path and thread count")
@@ -279,14 +281,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         import cnn_jax
 
         cnn_jax.model_info(args.train)  # an unknown model fails here, before any data is written
-        threads = args.threads[0] if "--threads" in (sys.argv[1:] if argv is None else argv) else None
         rows = train_with_real_data(args.train, batch=args.batch, steps=args.steps, image_size=args.image_size,
-                                    data=args.data, threads=threads, workers=args.workers)
+                                    data=args.data, threads=args.threads[0] if args.threads else None,
+                                    workers=args.workers)
         print(format_train_rows(args.train, args.batch, rows))
         print(json.dumps(rows))
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         return rows
-    rows = run(args.threads, images=args.images, window=args.window, repeats=args.repeats,
+    rows = run(args.threads or [1, os.cpu_count() or 1], images=args.images, window=args.window, repeats=args.repeats,
                image_size=args.image_size, quality=args.quality, paths=args.paths)
     print(format_rows(rows))
     for row in rows:
