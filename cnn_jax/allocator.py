@@ -4,9 +4,12 @@ XLA:CPU allocates each train step's temporaries afresh (~4 GiB for ResNet-50 at 
 allocations that large with ``mmap`` and returns them with ``munmap`` after every step, so each step page-faults its
 temporaries in again, and the ``munmap`` (~0.25 s on the 2-core host) holds the address-space lock while the
 training loop's thread needs it to fetch the next batch. tcmalloc keeps freed memory for reuse: ResNet-50 batch 32
-trains ~15 % faster and no step stalls (BENCHMARKS.md, "The allocator"). The allocator is fixed when the process
-starts, so :func:`reexec_with_tcmalloc` re-executes the interpreter once with ``LD_PRELOAD``; it is called by
-``launch.py`` before anything heavy is imported, and by the benchmark tool.
+trains ~15 % faster and no step stalls (BENCHMARKS.md, "The allocator"). By default tcmalloc still returns some
+freed memory to the system every few large frees, and the next step faults those GiB in again (page zeroing: a
+ResNet-50 step ran ~1.3-1.7x its median then); ``TCMALLOC_RELEASE_RATE=0`` keeps it, as a training process that
+reuses the same buffers every step wants. The allocator is fixed when the process starts, so
+:func:`reexec_with_tcmalloc` re-executes the interpreter once with ``LD_PRELOAD``; it is called by ``launch.py``
+before anything heavy is imported, and by the benchmark tool.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ MODES = ("auto", "tcmalloc", "system")
 _LIBRARY_NAMES = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
 _SEARCH_DIRS = ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
                 "/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
-# tcmalloc reports every allocation above 1 GiB on stderr; XLA's step buffers are routinely that large.
-_QUIET = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(1 << 50)}
+# The re-executed process's tcmalloc settings, unless the environment sets them: no report on stderr of every
+# allocation above 1 GiB (XLA's step buffers are routinely that large), and freed memory kept for reuse.
+_SETTINGS = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(1 << 50), "TCMALLOC_RELEASE_RATE": "0"}
 
 
 def find_tcmalloc() -> str | None:
@@ -72,7 +76,7 @@ def reexec_with_tcmalloc(mode: str = "auto") -> None:
                                     f"{', '.join(_SEARCH_DIRS)} or the linker's path; install it with "
                                     "`apt-get install libtcmalloc-minimal4`, or use the system allocator")
         return
-    environment = {**_QUIET, **os.environ, "LD_PRELOAD": ":".join(filter(None, (library, preloaded)))}
+    environment = {**_SETTINGS, **os.environ, "LD_PRELOAD": ":".join(filter(None, (library, preloaded)))}
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)

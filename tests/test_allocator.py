@@ -29,6 +29,42 @@ def test_auto_reexecutes_on_tcmalloc_once_and_system_stays():
     assert system.returncode == 0 and system.stdout.split() == ["system"], system.stderr
 
 
+# Frees a 256 MiB block (and some small ones) and allocates it again, as a train step does with its temporaries:
+# the page faults of each round, after the re-exec.
+REFAULTS = """
+import ctypes, resource
+from cnn_jax import allocator
+allocator.reexec_with_tcmalloc("tcmalloc")
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+faults = []
+for _ in range(8):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = libc.malloc(256 << 20)
+    ctypes.memset(block, 1, 256 << 20)
+    small = [libc.malloc(64 << 10) for _ in range(50)]
+    for pointer in [block, *small]:
+        libc.free(pointer)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(*faults)
+"""
+
+
+@pytest.mark.skipif(allocator.find_tcmalloc() is None,
+                    reason="libtcmalloc-minimal4 is not installed (.ci/run installs it)")
+def test_freed_step_memory_is_kept_for_the_next_step():
+    """tcmalloc's default release rate hands a freed block back every few rounds (faulted in again: ~65k page
+    faults); the re-executed process keeps it."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "TCMALLOC_RELEASE_RATE")}
+    run = subprocess.run([sys.executable, "-c", REFAULTS], env=environment, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    first, *later = map(int, run.stdout.split())
+    assert first > 60_000  # 256 MiB of 4 KiB pages
+    assert max(later) < first // 20, (first, later)
+
+
 def test_required_tcmalloc_that_is_missing_names_the_package(monkeypatch):
     monkeypatch.delenv("LD_PRELOAD", raising=False)
     monkeypatch.setattr(allocator, "find_tcmalloc", lambda: None)
