@@ -52,13 +52,38 @@ def test_conv_matches_lax_values_and_gradients(size, cin, cout, kernel, stride, 
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+def _equations(jaxpr):
+    """The equations of ``jaxpr`` and of every jaxpr nested in them (custom_vjp calls, ...)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else (value,):
+                if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                    yield from _equations(sub.jaxpr)
+                elif isinstance(sub, jax.extend.core.Jaxpr):
+                    yield from _equations(sub)
+
+
+def test_pointwise_filter_gradient_contracts_batch_and_space_without_a_transpose():
+    """The 1x1 filter gradient is stated as (in, out) = x contracted with the output gradient over (N, H, W): JAX's
+    transpose rule would compute (out, in) and transpose it, a form XLA:CPU sends to Eigen (1.33x slower MobileNet
+    v2 step)."""
+    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((1, 1, 4, 6))
+    jaxpr = jax.make_jaxpr(jax.grad(lambda w: jnp.sum(conv_ops.conv_general_dilated(
+        x, w, (1, 1), "VALID", dimension_numbers=NHWC) ** 2)))(w)
+    equations = list(_equations(jaxpr.jaxpr))
+    contractions = [e.params["dimension_numbers"][0] for e in equations if e.primitive.name == "dot_general"]
+    assert ((0, 1, 2), (0, 1, 2)) in contractions, contractions
+    assert "transpose" not in {e.primitive.name for e in equations}
+
+
 def test_rewrites_change_the_program_and_can_be_switched_off():
     x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((1, 1, 4, 6))
 
     def primitives():
         jaxpr = jax.make_jaxpr(lambda x, w: conv_ops.conv_general_dilated(x, w, (1, 1), "VALID",
                                                                           dimension_numbers=NHWC))(x, w)
-        return {e.primitive.name for e in jaxpr.eqns}
+        return {e.primitive.name for e in _equations(jaxpr.jaxpr)}
 
     assert "dot_general" in primitives() and "conv_general_dilated" not in primitives()
     with conv_ops.rewrites(False):
