@@ -6,7 +6,7 @@ temporaries in again, and the ``munmap`` (~0.25 s on the 2-core host) holds the 
 training loop's thread needs it to fetch the next batch. tcmalloc keeps freed memory for reuse: ResNet-50 batch 32
 trains ~15 % faster and no step stalls (BENCHMARKS.md, "The allocator"). By default tcmalloc still returns some
 freed memory to the system every few large frees, and the next step faults those GiB in again (page zeroing: a
-ResNet-50 step ran ~1.3-1.7x its median then); ``TCMALLOC_RELEASE_RATE=0`` keeps it, as a training process that
+ResNet-50 step ran ~1.2x its median then); ``TCMALLOC_RELEASE_RATE=0`` keeps it, as a training process that
 reuses the same buffers every step wants. The allocator is fixed when the process starts, so
 :func:`reexec_with_tcmalloc` re-executes the interpreter once with ``LD_PRELOAD``; it is called by ``launch.py``
 before anything heavy is imported, and by the benchmark tool.

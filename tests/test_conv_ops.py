@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -56,12 +57,8 @@ def _equations(jaxpr):
     """The equations of ``jaxpr`` and of every jaxpr nested in them (custom_vjp calls, ...)."""
     for eqn in jaxpr.eqns:
         yield eqn
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, tuple | list) else (value,):
-                if isinstance(sub, jax.extend.core.ClosedJaxpr):
-                    yield from _equations(sub.jaxpr)
-                elif isinstance(sub, jax.extend.core.Jaxpr):
-                    yield from _equations(sub)
+        for sub in jcore.jaxprs_in_params(eqn.params):
+            yield from _equations(sub)
 
 
 def test_pointwise_filter_gradient_contracts_batch_and_space_without_a_transpose():
