@@ -276,6 +276,40 @@ def test_initialise_while_compiling_overlaps_the_two_and_raises_their_errors():
         steps.initialise_while_compiling(init, broken)
 
 
+def test_setup_pauses_the_garbage_collector_and_restores_its_state():
+    """Tracing and compiling run with the cyclic collector off (it walks every live object on each full
+    collection); afterwards it is back as it was, also after an error and when it was off to begin with."""
+    import gc
+
+    from cnn_jax.train import steps
+
+    seen = {}
+
+    def init():
+        seen["init"] = gc.isenabled()
+        return "state"
+
+    def compile_step():
+        seen["compile"] = gc.isenabled()
+        return "compiled"
+
+    def broken():
+        raise ValueError("no first batch")
+
+    assert gc.isenabled()
+    steps.initialise_while_compiling(init, compile_step)
+    assert seen == {"init": False, "compile": False} and gc.isenabled()
+    with pytest.raises(ValueError, match="no first batch"):
+        steps.initialise_while_compiling(init, broken)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        steps.initialise_while_compiling(init, compile_step)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_data_wait_fraction_reports_a_slow_input_pipeline(tmp_path, monkeypatch):
     """Batches that arrive 0.5 s apart while a LeNet step takes milliseconds: the loop's
     ``train/data_wait_fraction`` says most of the time went to waiting on every step, and a run whose batches are

@@ -243,7 +243,8 @@ def ours(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *, 
 
     # As the trainer does: rbg init key, and the step compiled from the state's shapes while the state initialises.
     init_key = jax.random.key(0, impl="rbg")
-    abstract = jax.eval_shape(init_state, init_key)
+    with steps.garbage_collection_paused():
+        abstract = jax.eval_shape(init_state, init_key)
     if mode == "train":
         fn = steps.make_train_step(model, tx, config, lr_fn)  # the trainer's step, not a re-implementation
         inputs, arg, pick = (images, labels, jax.random.key(1)), abstract, lambda state: state

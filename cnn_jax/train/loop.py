@@ -192,7 +192,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     # The initialiser draws one random kernel per parameter: with "rbg" keys it compiles ~2x faster than with
     # threefry (ResNet-50: 19.6 -> 10.9 s, BENCHMARKS.md), which is most of the time to the first step on CPU.
     init_key = jax.random.key(config.seed, impl="rbg")
-    abstract = jax.eval_shape(init_state, init_key)
+    with steps.garbage_collection_paused():
+        abstract = jax.eval_shape(init_state, init_key)
     rng = jax.random.key(config.seed + 1)
     checkpoint_timeout_s = config.train.checkpoint_timeout_s or None  # 0: the Checkpointer's default
     checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints, name="checkpoints",
