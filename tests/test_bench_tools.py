@@ -74,6 +74,9 @@ def test_torch_peer_runs_torchvision_through_the_shim():
 
 def test_matmul_peak_and_bad_arguments():
     assert bench.matmul_peak_flops(128, repeats=2) > 1e8
+    assert bench.matmul_peak_flops(128, repeats=2, dtype="bfloat16") > 1e7
+    with pytest.raises(ValueError, match="dtype 'float16'"):
+        bench.matmul_peak_flops(128, dtype="float16")
     assert bench.parse_variant("x:xla_cpu_multi_thread_eigen=false,xla_cpu_prefer_vector_width=512,t=A|B") == (
         "x", {"xla_cpu_multi_thread_eigen": False, "xla_cpu_prefer_vector_width": 512, "t": "A,B"})
     with pytest.raises(ValueError, match="NAME:KEY=VALUE"):
@@ -89,6 +92,21 @@ def test_matmul_peak_and_bad_arguments():
         bench.keras_peer("resnet18", "infer", np.zeros((1, 32, 32, 3), np.float32), np.zeros(1, np.int32))
     with pytest.raises(SystemExit):
         bench.main(["--model", "resnet18", "--mode", "fit"])
+
+
+def test_bfloat16_table_charges_each_row_against_the_peak_of_its_own_dtype(capsys):
+    bench.main(["--model", "resnet18", "--mode", "infer", "--batch", "1", "--resolution", "32", "--windows", "1",
+                "--warmup", "0", "--dtype", "bfloat16", "--matmul-size", "256"])
+    out = capsys.readouterr().out
+    peaks = {line.split()[1]: float(line.split(": ")[1].split()[0]) for line in out.splitlines()
+             if line.startswith("# ") and " matmul peak " in line}
+    assert set(peaks) == {"float32", "bfloat16"}, out
+    rows = _rows(out)
+    assert set(rows) == {("resnet18", "infer", c) for c in ("ours", "ours-float32")}, out
+    for (_, _, name), cells in rows.items():  # ... img/s (spread) | peak MiB | GFLOP/s | % of peak | ours / contender
+        achieved, percent = float(cells[-3]), float(cells[-2])
+        peak = peaks["float32" if name == "ours-float32" else "bfloat16"]
+        assert percent == pytest.approx(100 * achieved / peak, rel=0.05, abs=0.15), (name, cells, peaks)
 
 
 def test_first_step_in_fresh_processes_times_each_contender_and_names_a_failing_one(capsys):

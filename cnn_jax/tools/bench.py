@@ -34,8 +34,9 @@ its figure is inflated next to the peers'), images/s (median
 over ``--windows`` timed windows of ``--steps`` steps, after ``--warmup`` steps; the windows are interleaved
 across contenders so load from other processes hits all alike; ``spread`` = (max - min) / median), peak memory
 of the compiled XLA program (argument + output + temp - alias, from ``memory_analysis()``), and the achieved
-FLOP/s as a fraction of this host's matmul peak, measured here by a jitted ``--matmul-size`` fp32 matmul (before
-each model and at the end; the best counts, as load only lowers it). Every contender is charged the same work:
+FLOP/s as a fraction of this host's matmul peak in the contender's compute dtype, measured here by a jitted
+``--matmul-size`` matmul in fp32 and, under ``--dtype bfloat16``, in bf16 too (before each model and at the end;
+the best counts, as load only lowers it). Every contender is charged the same work:
 XLA's flop count of *our* compiled step (``cost_analysis()``). Progress goes to stderr, the table to stdout.
 
 ``--first-step-runs N`` adds the time from launching a fresh Python process to its first finished step (imports
@@ -180,10 +181,12 @@ def _xla_contender(name: str, compiled: Any, compile_s: float, state: Any, input
                      peak_bytes=_peak_bytes(compiled), flops_per_step=_flops(compiled))
 
 
-def matmul_peak_flops(size: int = 4096, repeats: int = 5) -> float:
-    """This host's fp32 matmul FLOP/s: the best of ``repeats`` timed ``size x size`` jitted matmuls."""
-    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+def matmul_peak_flops(size: int = 4096, repeats: int = 5, dtype: str = "float32") -> float:
+    """This host's matmul FLOP/s in ``dtype``: the best of ``repeats`` timed ``size x size`` jitted matmuls."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}; expected one of {DTYPES}")
+    a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+    b = jax.random.normal(jax.random.key(1), (size, size), dtype)
     matmul = jax.jit(jnp.matmul)
     matmul(a, b).block_until_ready()
     best = float("inf")
@@ -564,7 +567,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
                         help="also time ours compiled with these XLA options (repeatable)")
     parser.add_argument("--plain", action="store_true",
                         help="also time ours without the XLA:CPU conv/pool rewrites (cnn_jax.models.conv_ops)")
-    parser.add_argument("--matmul-size", type=int, default=4096, help="square fp32 matmul that measures the peak")
+    parser.add_argument("--matmul-size", type=int, default=4096, help="square matmul that measures the peak")
     parser.add_argument("--first-step-runs", type=int, default=0, metavar="N",
                         help="also time launch-to-first-step of every contender in N fresh processes each")
     parser.add_argument("--malloc", choices=allocator.MODES, default="auto",
@@ -597,10 +600,18 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
           f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     results: dict[tuple[str, str], dict[str, Result]] = {}
     if args.windows:
-        # The matmul peak is measured before each model and at the end, the best kept: load only lowers it.
-        peaks = []
+        # The matmul peak is measured before each model and at the end, the best kept: load only lowers it. It is
+        # measured in each compute dtype of the table (bf16 runs have an ours-float32 row), since a GPU's bf16
+        # tensor-core peak is several times its fp32 one.
+        peak_dtypes = sorted({"float32", args.dtype})
+        peaks: dict[str, list[float]] = {d: [] for d in peak_dtypes}
+
+        def measure_peaks():
+            for d in peak_dtypes:
+                peaks[d].append(matmul_peak_flops(args.matmul_size, dtype=d))
+
         for model_name in args.model:
-            peaks.append(matmul_peak_flops(args.matmul_size))
+            measure_peaks()
             for mode in modes:
                 res = measure(model_name, mode, batch=args.batch, resolution=args.resolution, dtype=args.dtype,
                               peers=peers, variants=variants, plain=args.plain, windows=args.windows, steps=args.steps,
@@ -609,10 +620,15 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
                 for name, r in res.items():
                     print(f"#   {model_name} {mode} {name}: {r.images_per_s:.2f} img/s", file=sys.stderr, flush=True)
                 gc.collect()
-        peaks.append(matmul_peak_flops(args.matmul_size))
-        peak = max(peaks)
-        print(f"# fp32 matmul peak ({args.matmul_size}^2, jitted): {peak / 1e9:.0f} GFLOP/s (best of "
-              + ", ".join(f"{p / 1e9:.0f}" for p in peaks) + ")")
+        measure_peaks()
+        peak = {d: max(p) for d, p in peaks.items()}
+
+        def row_dtype(name: str) -> str:  # the compute dtype a contender ran in
+            return "float32" if name == "ours-float32" else args.dtype
+
+        for d in peak_dtypes:
+            print(f"# {d} matmul peak ({args.matmul_size}^2, jitted): {peak[d] / 1e9:.0f} GFLOP/s (best of "
+                  + ", ".join(f"{p / 1e9:.0f}" for p in peaks[d]) + ")")
         print("model | mode | contender | first step s | compile s | img/s (spread) | peak MiB | GFLOP/s | % of peak "
               "| ours / contender")
         print("---|---|---|---|---|---|---|---|---|---")
@@ -622,7 +638,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
                 achieved = r.flops_per_image * r.images_per_s
                 print(f"{model_name} | {mode} | {name} | {r.first_step_s:.1f} | {_cell(r.compile_s, '.1f')} | "
                       f"{r.images_per_s:.2f} ({r.spread:.0%}) | {_cell(r.peak_bytes / 2**20, '.0f')} | "
-                      f"{_cell(achieved / 1e9, '.1f')} | {_cell(100 * achieved / peak, '.1f')} | "
+                      f"{_cell(achieved / 1e9, '.1f')} | {_cell(100 * achieved / peak[row_dtype(name)], '.1f')} | "
                       f"{base / r.images_per_s:.2f}")
     if args.first_step_runs:
         print(f"launch to first step, fresh process per run ({args.first_step_runs} runs each, alternating) | "
