@@ -111,6 +111,7 @@ class Contender:
     returns ``(state, last output)`` (XLA contenders)."""
 
     name: str
+    dtype: str  # the compute dtype it runs in
     step: Callable[[], None]
     sync: Callable[[], None]
     current: Callable[[], tuple[Any, Any]] = lambda: (None, None)
@@ -129,6 +130,7 @@ class Result:
     spread: float
     peak_bytes: float
     flops_per_image: float
+    dtype: str
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -157,8 +159,8 @@ def _flops(compiled: Any) -> float:
     return float((cost or {}).get("flops", float("nan")))
 
 
-def _xla_contender(name: str, compiled: Any, compile_s: float, state: Any, inputs: tuple, *, train: bool,
-                   started: float) -> Contender:
+def _xla_contender(name: str, dtype: str, compiled: Any, compile_s: float, state: Any, inputs: tuple, *,
+                   train: bool, started: float) -> Contender:
     """Runs the first step of ``compiled(state, *inputs)``: ``-> (state, out)`` with the state donated
     (``train``), else ``-> out`` with the state left alone. ``started``: when model construction began."""
     box = {"state": state, "out": None}
@@ -176,7 +178,7 @@ def _xla_contender(name: str, compiled: Any, compile_s: float, state: Any, input
     step()
     sync()
     finished = time.perf_counter()
-    return Contender(name, step, sync, lambda: (box["state"], box["out"]), first_step_s=finished - started,
+    return Contender(name, dtype, step, sync, lambda: (box["state"], box["out"]), first_step_s=finished - started,
                      first_step_run_s=finished - step_started, compile_s=compile_s,
                      peak_bytes=_peak_bytes(compiled), flops_per_step=_flops(compiled))
 
@@ -256,7 +258,8 @@ def ours(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *, 
     state, (compiled, compile_s) = steps.initialise_while_compiling(
         lambda: jax.block_until_ready(jax.jit(init_state)(init_key)),
         lambda: _compile(fn, (arg, *inputs), mode == "train", options))
-    return _xla_contender(name, compiled, compile_s, pick(state), inputs, train=mode == "train", started=started)
+    return _xla_contender(name, dtype, compiled, compile_s, pick(state), inputs, train=mode == "train",
+                          started=started)
 
 
 def keras_peer(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *,
@@ -291,7 +294,8 @@ def keras_peer(model_name: str, mode: str, images: np.ndarray, labels: np.ndarra
             return state, logs["loss"]
 
         compiled, compile_s = _compile(train, (state, images, labels), True, {})
-        return _xla_contender("keras", compiled, compile_s, state, (images, labels), train=True, started=started)
+        return _xla_contender("keras", dtype, compiled, compile_s, state, (images, labels), train=True,
+                              started=started)
 
     state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
 
@@ -299,7 +303,7 @@ def keras_peer(model_name: str, mode: str, images: np.ndarray, labels: np.ndarra
         return model.stateless_call(*state, images, training=False)[0]
 
     compiled, compile_s = _compile(infer, (state, images), False, {})
-    return _xla_contender("keras", compiled, compile_s, state, (images,), train=False, started=started)
+    return _xla_contender("keras", dtype, compiled, compile_s, state, (images,), train=False, started=started)
 
 
 _TORCHVISION_SHIM: list[Any] = []  # the torch.library.Library must outlive the import
@@ -363,7 +367,7 @@ def torch_peer(model_name: str, mode: str, images: np.ndarray, labels: np.ndarra
     step_started = time.perf_counter()
     step()
     finished = time.perf_counter()
-    return Contender("torch", step, lambda: None, first_step_s=finished - started,
+    return Contender("torch", dtype, step, lambda: None, first_step_s=finished - started,
                      first_step_run_s=finished - step_started)
 
 
@@ -525,7 +529,8 @@ def measure(model_name: str, mode: str, *, batch: int, resolution: int, dtype: s
         rates = [steps * batch / s for s in seconds[contender.name]]
         median = statistics.median(rates)
         results[contender.name] = Result(contender.first_step_s, contender.compile_s, median,
-                                         (max(rates) - min(rates)) / median, contender.peak_bytes, work)
+                                         (max(rates) - min(rates)) / median, contender.peak_bytes, work,
+                                         contender.dtype)
     return results
 
 
@@ -622,10 +627,6 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
                 gc.collect()
         measure_peaks()
         peak = {d: max(p) for d, p in peaks.items()}
-
-        def row_dtype(name: str) -> str:  # the compute dtype a contender ran in
-            return "float32" if name == "ours-float32" else args.dtype
-
         for d in peak_dtypes:
             print(f"# {d} matmul peak ({args.matmul_size}^2, jitted): {peak[d] / 1e9:.0f} GFLOP/s (best of "
                   + ", ".join(f"{p / 1e9:.0f}" for p in peaks[d]) + ")")
@@ -638,7 +639,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
                 achieved = r.flops_per_image * r.images_per_s
                 print(f"{model_name} | {mode} | {name} | {r.first_step_s:.1f} | {_cell(r.compile_s, '.1f')} | "
                       f"{r.images_per_s:.2f} ({r.spread:.0%}) | {_cell(r.peak_bytes / 2**20, '.0f')} | "
-                      f"{_cell(achieved / 1e9, '.1f')} | {_cell(100 * achieved / peak[row_dtype(name)], '.1f')} | "
+                      f"{_cell(achieved / 1e9, '.1f')} | {_cell(100 * achieved / peak[r.dtype], '.1f')} | "
                       f"{base / r.images_per_s:.2f}")
     if args.first_step_runs:
         print(f"launch to first step, fresh process per run ({args.first_step_runs} runs each, alternating) | "
