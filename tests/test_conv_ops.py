@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
 
 from cnn_jax.models import conv_ops
+from cnn_jax.ops import onednn
 
 # What flax.linen.Conv passes for NHWC inputs.
 NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
@@ -27,7 +27,12 @@ PAD1 = ((1, 1), (1, 1))
         (9, 8, 8, 3, 2, PAD1, 8, 1),
         (10, 8, 8, 5, 2, "SAME", 8, 1),  # TF "SAME": asymmetric padding at stride 2
         (9, 8, 8, 3, 1, ((2, 2), (2, 2)), 8, 2),  # dilated depthwise
-        (9, 8, 16, 3, 1, PAD1, 1, 1),  # dense 3x3: left to lax
+        (9, 8, 16, 3, 1, PAD1, 1, 1),  # dense 3x3 -> oneDNN (lax where it is not installed)
+        (10, 8, 16, 3, 2, "SAME", 1, 1),  # asymmetric padding at stride 2
+        (10, 8, 16, 3, 2, "VALID", 1, 1),  # a row and column left over
+        (12, 1, 6, 5, 1, ((2, 2), (2, 2)), 1, 1),  # LeNet's C1: one input channel
+        (16, 3, 8, 7, 2, ((3, 3), (3, 3)), 1, 1),  # ResNet stem
+        (10, 4, 4, 3, 1, ((2, 2), (2, 2)), 1, 2),  # dilated dense
         (9, 8, 16, 3, 1, PAD1, 4, 1),  # grouped: left to lax
         (9, 8, 16, 3, 1, PAD1, 8, 1),  # depthwise with channel multiplier 2: left to lax
     ],
@@ -53,12 +58,14 @@ def test_conv_matches_lax_values_and_gradients(size, cin, cout, kernel, stride, 
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-def _equations(jaxpr):
-    """The equations of ``jaxpr`` and of every jaxpr nested in them (custom_vjp calls, ...)."""
-    for eqn in jaxpr.eqns:
-        yield eqn
-        for sub in jcore.jaxprs_in_params(eqn.params):
-            yield from _equations(sub)
+def _lowered(fn, *args, platform: str = "cpu") -> str:
+    """The StableHLO of ``fn`` lowered for ``platform`` (from this CPU host), where ``lax.platform_dependent`` has
+    kept only that platform's branch."""
+    # A fresh function each time: jit caches traces per function, and the rewrites switch is not in its key.
+    fresh = jax.jit(lambda *a: fn(*a))
+    if platform == "cpu":  # this host's own lowering (jax.export refuses the oneDNN custom calls: no stable ABI)
+        return fresh.lower(*args).as_text()
+    return jax.export.export(fresh, platforms=(platform,))(*args).mlir_module()
 
 
 def test_pointwise_filter_gradient_contracts_batch_and_space_without_a_transpose():
@@ -66,26 +73,31 @@ def test_pointwise_filter_gradient_contracts_batch_and_space_without_a_transpose
     transpose rule would compute (out, in) and transpose it, a form XLA:CPU sends to Eigen (1.33x slower MobileNet
     v2 step)."""
     x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((1, 1, 4, 6))
-    jaxpr = jax.make_jaxpr(jax.grad(lambda w: jnp.sum(conv_ops.conv_general_dilated(
-        x, w, (1, 1), "VALID", dimension_numbers=NHWC) ** 2)))(w)
-    equations = list(_equations(jaxpr.jaxpr))
-    contractions = [e.params["dimension_numbers"][0] for e in equations if e.primitive.name == "dot_general"]
-    assert ((0, 1, 2), (0, 1, 2)) in contractions, contractions
-    assert "transpose" not in {e.primitive.name for e in equations}
+    text = _lowered(jax.grad(lambda w: jnp.sum(conv_ops.conv_general_dilated(
+        x, w, (1, 1), "VALID", dimension_numbers=NHWC) ** 2)), w)
+    assert "contracting_dims = [0, 1, 2] x [0, 1, 2]" in text, text
+    assert "stablehlo.transpose" not in text and "stablehlo.convolution" not in text
 
 
-def test_rewrites_change_the_program_and_can_be_switched_off():
-    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((1, 1, 4, 6))
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_rewrites_are_keyed_on_the_lowering_platform_and_can_be_switched_off(kernel):
+    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((kernel, kernel, 4, 6))
 
-    def primitives():
-        jaxpr = jax.make_jaxpr(lambda x, w: conv_ops.conv_general_dilated(x, w, (1, 1), "VALID",
-                                                                          dimension_numbers=NHWC))(x, w)
-        return {e.primitive.name for e in _equations(jaxpr.jaxpr)}
+    def conv(x, w):
+        return conv_ops.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC)
 
-    assert "dot_general" in primitives() and "conv_general_dilated" not in primitives()
+    cpu = "stablehlo.dot_general" if kernel == 1 else "cnn_jax_onednn_conv_forward"
+    if kernel == 3 and not onednn.available():
+        pytest.skip(f"oneDNN unavailable: {onednn.unavailable_reason()}")
+    assert cpu in _lowered(conv, x, w) and "stablehlo.convolution" not in _lowered(conv, x, w)
+    for platform in ("cuda", "tpu"):  # the same trace lowered for an accelerator keeps XLA's convolution
+        text = _lowered(conv, x, w, platform=platform)
+        assert "stablehlo.convolution" in text and cpu not in text
     with conv_ops.rewrites(False):
-        assert "conv_general_dilated" in primitives()
-    assert "dot_general" in primitives()
+        assert "stablehlo.convolution" in _lowered(conv, x, w)
+    if kernel == 3:
+        with conv_ops.rewrites(True, onednn_convs=False):
+            assert "stablehlo.convolution" in _lowered(conv, x, w)
 
 
 def test_bfloat16_depthwise_accumulates_in_float32():

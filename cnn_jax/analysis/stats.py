@@ -405,13 +405,16 @@ def xla_flops(model: nn.Module, resolution: int, *, batch: int = 1, in_channels:
 
     XLA charges 2 per multiply-add but skips taps that fall on padding, and also counts elementwise operations
     (bias, activations, BatchNorm), pooling windows and reductions; so it sits near, not at, ``2 x MACs``.
-    This compiles the model: use it for a few models, not the registry.
+    Counted on the textbook formulation (``conv_ops.rewrites(False)``): the oneDNN convolutions of the CPU program
+    are custom calls, which XLA's count charges nothing. This compiles the model: use it for a few models, not the
+    registry.
     """
     in_channels = model.in_channels if in_channels is None else in_channels
     images = jax.ShapeDtypeStruct((batch, resolution, resolution, in_channels), jnp.float32)
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), images)
-    forward = jax.jit(lambda v, x: model.apply(v, x, train=False).logits)
-    cost = forward.lower(variables, images).compile().cost_analysis()
+    with conv_ops.rewrites(False):
+        forward = jax.jit(lambda v, x: model.apply(v, x, train=False).logits)
+        cost = forward.lower(variables, images).compile().cost_analysis()
     if isinstance(cost, list | tuple):  # older JAX returned one dict per device program
         cost = cost[0]
     return float(cost["flops"])

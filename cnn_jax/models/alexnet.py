@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnn_jax.models.layers import Array, ModelOutput, Pool, adaptive_avg_pool, check_images, conv_kernel_init
+from cnn_jax.models.layers import Array, Conv, ModelOutput, Pool, adaptive_avg_pool, check_images, conv_kernel_init
 from cnn_jax.registry import ModelInfo, register_model
 
 PAPER_ALEXNET = "Krizhevsky, Sutskever & Hinton 2012, ImageNet classification with deep convolutional neural networks"
@@ -152,7 +152,7 @@ class AlexNet(nn.Module):
         x = images
         for i, spec in enumerate(self.layout, start=1):
             pad = spec.padding
-            x = nn.Conv(
+            x = Conv(
                 spec.features,
                 (spec.kernel, spec.kernel),
                 strides=spec.stride,

@@ -3,7 +3,7 @@
 On XLA:CPU (jaxlib 0.10) a convolution becomes a YNNPACK or Eigen convolution kernel, and its backward pass two
 more: the input gradient, and the filter gradient, which XLA expresses as a convolution of the transposed
 activations with the transposed output gradient. Profiles of the ResNet-50 train step (BENCHMARKS.md, "Train step
-vs peers") show three shapes of layer where that lowering is far from what the hardware can do, and where an
+vs peers") show the shapes of layer where that lowering is far from what the hardware can do, and where an
 equivalent formulation with the same parameters is much faster:
 
 - 1x1 convolutions (ResNet bottlenecks, MBConv expand/project, DenseNet bottlenecks and transitions: most of
@@ -18,9 +18,16 @@ equivalent formulation with the same parameters is much faster:
   padded index array (the stem pool of a 224x224 ResNet-50 was ~5% of the step). A maximum over the
   ``kh * kw`` strided window views has an elementwise select as gradient.
 
-The rewrites apply only when the backend is CPU at trace time; GPU/TPU keep XLA's convolution and pooling
-lowering (cuDNN / the TPU convolution units handle these shapes well). Outputs equal the plain formulation up
-to float rounding (summation order); parameters are untouched.
+- Every other dense convolution (3x3 and larger, one group): XLA:CPU's input and filter gradients run at a
+  fraction of the hardware's rate at any size (a 3x3 conv on 128x32x32x16: ~26 ms against PyTorch's ~4 ms), so
+  these go to oneDNN, the library PyTorch runs on, through FFI custom calls (:mod:`cnn_jax.ops.onednn`), when it is
+  installed; otherwise they stay XLA convolutions.
+
+The rewrites are keyed on the platform the program is lowered for, not the host: each is a
+``lax.platform_dependent`` whose ``cpu`` branch is the rewrite and whose default is XLA's own convolution /
+``reduce_window``, so a step exported for ``cuda`` or ``tpu`` from a CPU host (``jax.export``) carries native
+convolutions and pooling (cuDNN and the TPU convolution units handle these shapes well), and none of the CPU code.
+Outputs equal the plain formulation up to float rounding (summation order); parameters are untouched.
 """
 
 from __future__ import annotations
@@ -34,28 +41,28 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from cnn_jax.ops import onednn
+
 Array = jax.Array
 
 # What flax.linen.Conv passes for a 2-D NHWC input: lhs (N, C, H, W) = (0, 3, 1, 2), rhs (O, I, H, W) = (3, 2, 0, 1).
 _NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
 
 
-_ENABLED = [True]
+_ENABLED = [(True, True)]  # (any rewrite, oneDNN for dense convolutions), innermost block last
 
 
 @contextlib.contextmanager
-def rewrites(enabled: bool) -> Iterator[None]:
-    """Within the block, models trace with (``True``) or without the rewrites; ``cnn_jax.tools.bench`` uses it to
-    time the plain formulation against the rewritten one in the same run."""
-    _ENABLED.append(enabled)
+def rewrites(enabled: bool, *, onednn_convs: bool = True) -> Iterator[None]:
+    """Within the block, models trace with (``True``) or without the rewrites, and with or without the oneDNN dense
+    convolutions; ``cnn_jax.tools.bench`` uses it to time the formulations against each other in the same run."""
+    _ENABLED.append((enabled, enabled and onednn_convs))
     try:
         yield
     finally:
         _ENABLED.pop()
 
 
-def _on_cpu() -> bool:
-    return _ENABLED[-1] and jax.default_backend() == "cpu"
 
 
 def _is_nhwc(lhs: Array, rhs: Array, dimension_numbers: Any) -> bool:
@@ -97,37 +104,42 @@ def conv_general_dilated(lhs: Array, rhs: Array, window_strides: Sequence[int],
                          rhs_dilation: Sequence[int] | None = None, dimension_numbers: Any = None,
                          feature_group_count: int = 1, batch_group_count: int = 1, precision: Any = None,
                          preferred_element_type: Any = None) -> Array:
-    """``lax.conv_general_dilated`` with 1x1 and depthwise NHWC convolutions rewritten on CPU (module docstring).
+    """``lax.conv_general_dilated`` with NHWC convolutions rewritten when lowered for CPU (module docstring).
 
-    Pass it as ``flax.linen.Conv(..., conv_general_dilated=conv_general_dilated)``. Anything else, and every
-    convolution on other backends, goes to ``lax.conv_general_dilated`` unchanged.
+    Pass it as ``flax.linen.Conv(..., conv_general_dilated=conv_general_dilated)`` (``layers.Conv`` does). Anything
+    else, and every convolution lowered for another platform, is ``lax.conv_general_dilated`` unchanged.
     """
 
-    def fallback() -> Array:
+    def native(lhs: Array, rhs: Array) -> Array:
         return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
                                         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
                                         feature_group_count=feature_group_count,
                                         batch_group_count=batch_group_count, precision=precision,
                                         preferred_element_type=preferred_element_type)
 
-    if (not _on_cpu() or not _is_nhwc(lhs, rhs, dimension_numbers) or not _unit(lhs_dilation)
+    if (not _ENABLED[-1][0] or not _is_nhwc(lhs, rhs, dimension_numbers) or not _unit(lhs_dilation)
             or batch_group_count != 1 or preferred_element_type is not None):
-        return fallback()
+        return native(lhs, rhs)
     kh, kw, in_per_group, out_channels = rhs.shape
     channels = lhs.shape[3]
     dilation = tuple(rhs_dilation or (1, 1))
-    pads = _explicit_padding(padding, lhs.shape[1:3], ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1),
-                             window_strides)
+    strides = tuple(window_strides)
+    pads = tuple(_explicit_padding(padding, lhs.shape[1:3],
+                                   ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1), strides))
 
     if (kh, kw) == (1, 1) and feature_group_count == 1 and all(p == (0, 0) for p in pads):
-        sh, sw = window_strides
-        x = lhs if (sh, sw) == (1, 1) else lhs[:, ::sh, ::sw, :]
-        return _pointwise(x, rhs[0, 0], precision)
-
-    if feature_group_count == channels and in_per_group == 1 and out_channels == channels and kh * kw > 1:
-        return _depthwise(lhs, rhs, tuple(window_strides), tuple(tuple(p) for p in pads), dilation)
-
-    return fallback()
+        def cpu(lhs: Array, rhs: Array) -> Array:
+            x = lhs if strides == (1, 1) else lhs[:, ::strides[0], ::strides[1], :]
+            return _pointwise(x, rhs[0, 0], precision)
+    elif feature_group_count == channels and in_per_group == 1 and out_channels == channels and kh * kw > 1:
+        def cpu(lhs: Array, rhs: Array) -> Array:
+            return _depthwise(lhs, rhs, strides, pads, dilation)
+    elif feature_group_count == 1 and _ENABLED[-1][1] and onednn.supports(lhs, rhs):
+        def cpu(lhs: Array, rhs: Array) -> Array:
+            return onednn.conv(lhs, rhs, strides, pads, dilation)
+    else:
+        return native(lhs, rhs)
+    return lax.platform_dependent(lhs, rhs, cpu=cpu, default=native)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -206,11 +218,18 @@ _depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
 def max_pool(x: Array, window: Sequence[int], strides: Sequence[int], padding: Sequence[tuple[int, int]]) -> Array:
     """NHWC max pooling with ``-inf`` padding, as ``flax.linen.max_pool``; a maximum of strided views on CPU."""
     out_hw = [(x.shape[1 + a] + sum(padding[a]) - window[a]) // strides[a] + 1 for a in range(2)]
-    if not _on_cpu() or min(out_hw) <= 0:  # an input smaller than the window: an empty map, as reduce_window gives
+
+    def native(x: Array) -> Array:
         # A literal init value: JAX recognises reduce_window_max (differentiable) only with a constant one.
         return lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1), [(0, 0), *padding, (0, 0)])
-    padded = lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(0, 0, 0), (*padding[0], 0), (*padding[1], 0), (0, 0, 0)])
-    out = None
-    for _, view in _window_views(padded, window, strides, (1, 1), out_hw):
-        out = view if out is None else jnp.maximum(out, view)
-    return out
+
+    def cpu(x: Array) -> Array:
+        padded = lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(0, 0, 0), (*padding[0], 0), (*padding[1], 0), (0, 0, 0)])
+        out = None
+        for _, view in _window_views(padded, window, strides, (1, 1), out_hw):
+            out = view if out is None else jnp.maximum(out, view)
+        return out
+
+    if not _ENABLED[-1][0] or min(out_hw) <= 0:  # an input smaller than the window: an empty map, as reduce_window gives
+        return native(x)
+    return lax.platform_dependent(x, cpu=cpu, default=native)

@@ -34,7 +34,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
 
-from cnn_jax.models import conv_ops, layers
+from cnn_jax.models import layers
 from cnn_jax.registry import ModelInfo, register_model
 
 Array = layers.Array
@@ -103,7 +103,7 @@ class NormActConv(nn.Module):
         x = ConcatBatchNorm(momentum=momentum, epsilon=epsilon, dtype=self.dtype, param_dtype=self.param_dtype,
                             name="bn")(x, moments, train)
         x = nn.relu(x)
-        x = nn.Conv(
+        x = layers.Conv(
             self.features,
             (self.kernel_size, self.kernel_size),
             padding=layers.conv_padding(self.kernel_size),
@@ -111,7 +111,6 @@ class NormActConv(nn.Module):
             kernel_init=layers.conv_kernel_init,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
-            conv_general_dilated=conv_ops.conv_general_dilated,  # 1x1 convs as matmuls on XLA:CPU
             name="conv",
         )(x)
         return nn.Dropout(self.drop_rate, deterministic=not train)(x)
@@ -203,7 +202,7 @@ class DenseNet(nn.Module):
             )(images, train=train)
             x = layers.Pool("max", 3, strides=2, padding=1, name="stem_pool")(x)
         else:
-            x = nn.Conv(
+            x = layers.Conv(
                 stem_features,
                 (3, 3),
                 padding=layers.conv_padding(3),

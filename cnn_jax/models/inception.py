@@ -43,6 +43,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cnn_jax.models import layers
 from cnn_jax.models.googlenet import require_feature_map
 from cnn_jax.models.layers import (
     ClassifierHead,
@@ -294,7 +295,7 @@ class InceptionResidual(nn.Module):
         y = apply_branches(self.branches, x, train=train, count_include_pad=self.count_include_pad,
                            dtype=self.dtype, param_dtype=self.param_dtype)
         # Linear 1x1 conv back to the input width, with bias and no BN (TF-slim / timm "conv2d").
-        y = nn.Conv(x.shape[-1], (1, 1), kernel_init=conv_kernel_init, dtype=self.dtype,
+        y = layers.Conv(x.shape[-1], (1, 1), kernel_init=conv_kernel_init, dtype=self.dtype,
                     param_dtype=self.param_dtype, name="conv2d")(y)
         y = y * self.scale
         if train and not (isinstance(drop_path_rate, float) and drop_path_rate == 0.0):

@@ -105,6 +105,14 @@ def batch_norm(
     )
 
 
+class Conv(nn.Conv):
+    """``flax.linen.Conv`` through :func:`conv_ops.conv_general_dilated`: every convolution of every family takes
+    the CPU formulations (matmul 1x1s, tap-loop depthwise, oneDNN dense convs) when lowered for CPU. Same
+    parameters and auto-names (``Conv_0``) as ``nn.Conv``."""
+
+    conv_general_dilated: Callable[..., Array] | None = conv_ops.conv_general_dilated
+
+
 def conv_padding(
     kernel_size: int | tuple[int, int], stride: int = 1, dilation: int = 1, mode: str = "symmetric"
 ) -> Any:
@@ -148,7 +156,7 @@ class ConvNormAct(nn.Module):
     @nn.compact
     def __call__(self, x: Array, *, train: bool) -> Array:
         kernel = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
-        x = nn.Conv(
+        x = Conv(
             self.features,
             kernel,
             strides=self.strides,
@@ -159,7 +167,6 @@ class ConvNormAct(nn.Module):
             kernel_init=grouped_conv_kernel_init(self.groups, self.init_convention),
             dtype=self.dtype,
             param_dtype=self.param_dtype,
-            conv_general_dilated=conv_ops.conv_general_dilated,  # 1x1 and depthwise convs fast on XLA:CPU
             name="conv",
         )(x)
         if self.norm:
@@ -194,9 +201,9 @@ class SqueezeExcite(nn.Module):
     def __call__(self, x: Array) -> Array:
         channels = x.shape[-1]
         s = jnp.mean(x, axis=(1, 2), keepdims=True)
-        s = nn.Conv(self.reduced_channels, (1, 1), dtype=self.dtype, param_dtype=self.param_dtype, name="reduce")(s)
+        s = Conv(self.reduced_channels, (1, 1), dtype=self.dtype, param_dtype=self.param_dtype, name="reduce")(s)
         s = self.act(s)
-        s = nn.Conv(channels, (1, 1), dtype=self.dtype, param_dtype=self.param_dtype, name="expand")(s)
+        s = Conv(channels, (1, 1), dtype=self.dtype, param_dtype=self.param_dtype, name="expand")(s)
         return x * self.gate(s)
 
 

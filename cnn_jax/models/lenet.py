@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax.models.layers import Activation, Array, Dtype, ModelOutput, Pool, check_images
+from cnn_jax.models.layers import Activation, Array, Conv, Dtype, ModelOutput, Pool, check_images
 from cnn_jax.registry import ModelInfo, register_model
 
 PAPER = "LeCun, Bottou, Bengio & Haffner 1998, Gradient-based learning applied to document recognition, Proc. IEEE"
@@ -80,7 +80,7 @@ class Subsampling(nn.Module):
     def __call__(self, x: Array) -> Array:
         x = Pool("avg", 2, name="pool")(x)
         channels = x.shape[-1]
-        return nn.Conv(
+        return Conv(
             channels,
             (1, 1),
             feature_group_count=channels,
@@ -109,7 +109,7 @@ class PartialConv(nn.Module):
             maps = [i for i, inputs in enumerate(self.table) if len(inputs) == fan_in]
             gathered = jnp.take(x, np.array([c for i in maps for c in self.table[i]]), axis=-1)
             outputs.append(
-                nn.Conv(
+                Conv(
                     len(maps),
                     (self.kernel_size, self.kernel_size),
                     padding="VALID",
@@ -193,10 +193,10 @@ class LeNet5(nn.Module):
         act = ACTIVATIONS[self.activation]
         opts = self._layer_options()
         pad = self.conv1_padding
-        x = act(nn.Conv(6, (5, 5), padding=((pad, pad), (pad, pad)), **opts, name="c1")(images))
+        x = act(Conv(6, (5, 5), padding=((pad, pad), (pad, pad)), **opts, name="c1")(images))
         x = self._subsample(x, act, "s2")
         if self.c3_table is None:
-            x = nn.Conv(16, (5, 5), padding="VALID", **opts, name="c3")(x)
+            x = Conv(16, (5, 5), padding="VALID", **opts, name="c3")(x)
         else:
             x = PartialConv(self.c3_table, **opts, name="c3")(x)
         x = self._subsample(act(x), act, "s4")
@@ -205,7 +205,7 @@ class LeNet5(nn.Module):
                 f"LeNet5 needs 32x32 images (28x28 with conv1_padding=2): C5 expects 5x5 maps, got "
                 f"{x.shape[1]}x{x.shape[2]} from {images.shape[1]}x{images.shape[2]} images"
             )
-        x = act(nn.Conv(120, (5, 5), padding="VALID", **opts, name="c5")(x))
+        x = act(Conv(120, (5, 5), padding="VALID", **opts, name="c5")(x))
         x = x.reshape(x.shape[0], -1)
         x = act(nn.Dense(84, **opts, name="f6")(x))
         x = nn.Dropout(self.drop_rate, deterministic=not train)(x)

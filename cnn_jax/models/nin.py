@@ -22,7 +22,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnn_jax.models.layers import Array, ModelOutput, Pool, check_images, conv_kernel_init
+from cnn_jax.models.layers import Array, Conv, ModelOutput, Pool, check_images, conv_kernel_init
 from cnn_jax.registry import ModelInfo, register_model
 
 PAPER = "Lin, Chen & Yan 2013, Network in network, arXiv:1312.4400"
@@ -63,10 +63,10 @@ class NiN(nn.Module):
             if b == last:
                 x = nn.Dropout(self.drop_rate, deterministic=not train)(x)
             padding = ((pad, pad), (pad, pad))
-            x = nn.relu(nn.Conv(channels, (kernel, kernel), stride, padding=padding, **opts, name=f"conv{b}")(x))
+            x = nn.relu(Conv(channels, (kernel, kernel), stride, padding=padding, **opts, name=f"conv{b}")(x))
             for j in (2 * b - 1, 2 * b):
                 features = self.num_classes if (b == last and j == 2 * b) else channels
-                x = nn.relu(nn.Conv(features, (1, 1), **opts, name=f"cccp{j}")(x))
+                x = nn.relu(Conv(features, (1, 1), **opts, name=f"cccp{j}")(x))
             if b != last:
                 x = Pool("max", 3, strides=2, ceil_mode=True, name=f"pool{b}")(x)
         return ModelOutput(logits=jnp.mean(x, axis=(1, 2)))

@@ -41,9 +41,9 @@ from cnn_jax.models.layers import Array, ClassifierHead, Dtype, ModelOutput, Poo
 from cnn_jax.registry import ModelInfo, register_model
 
 
-def conv(features: int, kernel_size: int, strides: int, *, name: str, dtype: Dtype, param_dtype: Dtype) -> nn.Conv:
+def conv(features: int, kernel_size: int, strides: int, *, name: str, dtype: Dtype, param_dtype: Dtype) -> layers.Conv:
     """A bias-free square conv with PyTorch's symmetric padding (every conv of a pre-activation unit)."""
-    return nn.Conv(
+    return layers.Conv(
         features,
         (kernel_size, kernel_size),
         strides=strides,

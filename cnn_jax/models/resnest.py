@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax.models.blocks import ResidualBlock
-from cnn_jax.models.layers import Array, ConvNormAct, Dtype, Pool, batch_norm, conv_kernel_init, make_divisible
+from cnn_jax.models.layers import Array, Conv, ConvNormAct, Dtype, Pool, batch_norm, conv_kernel_init, make_divisible
 from cnn_jax.models.resnet import DEPTHS, ResNet
 from cnn_jax.registry import ModelInfo, register_model
 
@@ -48,9 +48,9 @@ class SplitAttention(nn.Module):
         pooled = jnp.mean(splits.sum(axis=3), axis=(1, 2), keepdims=True)
         attn_channels = make_divisible(self.features * self.radix / 4, 8, min_value=32)
         conv = dict(feature_group_count=self.groups, kernel_init=conv_kernel_init, **kw)
-        a = nn.Conv(attn_channels, (1, 1), name="fc1", **conv)(pooled)
+        a = Conv(attn_channels, (1, 1), name="fc1", **conv)(pooled)
         a = nn.relu(batch_norm(train=train, name="bn1", **kw)(a))
-        a = nn.Conv(self.features * self.radix, (1, 1), name="fc2", **conv)(a)
+        a = Conv(self.features * self.radix, (1, 1), name="fc2", **conv)(a)
         # fc2 orders its outputs (group, split, channel); the splits are (split, group, channel).
         a = a.reshape(batch, self.groups, self.radix, self.features // self.groups).swapaxes(1, 2)
         a = jax.nn.softmax(a, axis=1) if self.radix > 1 else jax.nn.sigmoid(a)

@@ -16,7 +16,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnn_jax.models.layers import Array, ModelOutput, Pool, adaptive_avg_pool, batch_norm, check_images
+from cnn_jax.models.layers import Array, Conv, ModelOutput, Pool, adaptive_avg_pool, batch_norm, check_images
 from cnn_jax.registry import ModelInfo, register_model
 
 PAPER = "Simonyan & Zisserman 2014, Very deep convolutional networks for large-scale image recognition, arXiv:1409.1556"
@@ -62,7 +62,7 @@ class VGG(nn.Module):
         x = images
         for stage, (channels, convs) in enumerate(self.stages, start=1):
             for i in range(1, convs + 1):
-                x = nn.Conv(channels, (3, 3), padding=1, kernel_init=_conv_init, **opts, name=f"conv{stage}_{i}")(x)
+                x = Conv(channels, (3, 3), padding=1, kernel_init=_conv_init, **opts, name=f"conv{stage}_{i}")(x)
                 if self.batch_norm:
                     x = batch_norm("pytorch", train=train, **opts, name=f"bn{stage}_{i}")(x)
                 x = nn.relu(x)

@@ -17,11 +17,15 @@ Contenders, all on the same batch of synthetic images and labels:
   own ``Model.train_step`` jitted with the state donated, as ``Model.make_train_function`` does inside ``fit``.
   Inference: the jitted ``stateless_call`` in eval mode (Keras's ``predict_step``).
 - ``torch``: the same architecture from torchvision, PyTorch eager on CPU (oneDNN convolutions), SGD with
-  momentum and weight decay; inference under ``torch.inference_mode``. torchvision's PyPI wheel is a CUDA build
+  momentum and weight decay; inference under ``torch.inference_mode``. The CIFAR-scale networks, which torchvision
+  lacks (``resnet20``, ``resnet56``, ``wrn16_8``, ``preact_resnet164``, ``densenet_bc100_k12``, ``lenet5``), run as
+  the twins of :mod:`cnn_jax.tools.torch_twins` (parameter counts asserted equal to ours) in ``channels_last``,
+  with 10 classes and the model's input channels (``--resolution 32``). torchvision's PyPI wheel is a CUDA build
   whose C++ operators do not load next to the CPU torch, so :func:`import_torchvision` first declares the schemas
   of the two operators its Python code registers kernels for (``torchvision::nms``, ``torchvision::qnms``).
 - ``--plain`` adds ``ours-plain``: our model without the XLA:CPU convolution/pooling rewrites of
-  :mod:`cnn_jax.models.conv_ops`, i.e. the textbook Flax formulation.
+  :mod:`cnn_jax.models.conv_ops`, i.e. the textbook Flax formulation; ``--xla-convs`` adds ``ours-xla-convs``: the
+  rewrites without the oneDNN dense convolutions (:mod:`cnn_jax.ops.onednn`), XLA's own 3x3 convolutions.
 - ``--dtype bfloat16`` (bf16 compute, float32 parameters; torch under ``autocast``) adds ``ours-float32``.
 - ``--variant NAME:K=V,...`` adds ``ours`` compiled with XLA compiler options ``K=V`` (debug options such as
   ``xla_cpu_enable_fast_math=true``) or built with model overrides ``model.FIELD=V`` (e.g.
@@ -37,7 +41,8 @@ of the compiled XLA program (argument + output + temp - alias, from ``memory_ana
 FLOP/s as a fraction of this host's matmul peak in the contender's compute dtype, measured here by a jitted
 ``--matmul-size`` matmul in fp32 and, under ``--dtype bfloat16``, in bf16 too (before each model and at the end;
 the best counts, as load only lowers it). Every contender is charged the same work:
-XLA's flop count of *our* compiled step (``cost_analysis()``). Progress goes to stderr, the table to stdout.
+XLA's flop count of *our* step in the textbook formulation (``cost_analysis()`` of its lowering: the oneDNN custom
+calls of the compiled step are opaque to XLA's count). Progress goes to stderr, the table to stdout.
 
 ``--first-step-runs N`` adds the time from launching a fresh Python process to its first finished step (imports
 included, nothing warm), N processes per contender (ours, ``ours-warm-cache``, ``ours-plain`` with ``--plain``, the
@@ -153,6 +158,7 @@ def _peak_bytes(compiled: Any) -> float:
 
 
 def _flops(compiled: Any) -> float:
+    """XLA's flop count of a compiled (or lowered) program; custom calls (oneDNN convolutions) count nothing."""
     cost = compiled.cost_analysis()
     if isinstance(cost, list | tuple):  # older JAX: one dict per device program
         cost = cost[0]
@@ -160,7 +166,7 @@ def _flops(compiled: Any) -> float:
 
 
 def _xla_contender(name: str, dtype: str, compiled: Any, compile_s: float, state: Any, inputs: tuple, *,
-                   train: bool, started: float) -> Contender:
+                   train: bool, started: float, flops: float | None = None) -> Contender:
     """Runs the first step of ``compiled(state, *inputs)``: ``-> (state, out)`` with the state donated
     (``train``), else ``-> out`` with the state left alone. ``started``: when model construction began."""
     box = {"state": state, "out": None}
@@ -180,7 +186,7 @@ def _xla_contender(name: str, dtype: str, compiled: Any, compile_s: float, state
     finished = time.perf_counter()
     return Contender(name, dtype, step, sync, lambda: (box["state"], box["out"]), first_step_s=finished - started,
                      first_step_run_s=finished - step_started, compile_s=compile_s,
-                     peak_bytes=_peak_bytes(compiled), flops_per_step=_flops(compiled))
+                     peak_bytes=_peak_bytes(compiled), flops_per_step=_flops(compiled) if flops is None else flops)
 
 
 def matmul_peak_flops(size: int = 4096, repeats: int = 5, dtype: str = "float32") -> float:
@@ -203,10 +209,21 @@ def matmul_peak_flops(size: int = 4096, repeats: int = 5, dtype: str = "float32"
 # Contenders
 
 
-def _synthetic_batch(batch: int, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+def task(model_name: str) -> tuple[int, int]:
+    """``(classes, input channels)`` the contenders of ``model_name`` are built for: the CIFAR-scale twins' 10-class
+    task at the model's own channels, else ImageNet's 1000 classes on RGB."""
+    from cnn_jax.tools import torch_twins
+
+    if model_name in torch_twins.TWINS:
+        return 10, cnn_jax.model_info(model_name).in_channels
+    return NUM_CLASSES, 3
+
+
+def _synthetic_batch(batch: int, resolution: int, channels: int = 3,
+                     classes: int = NUM_CLASSES) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    images = rng.standard_normal((batch, resolution, resolution, 3), dtype=np.float32)
-    return images, rng.integers(0, NUM_CLASSES, batch).astype(np.int32)
+    images = rng.standard_normal((batch, resolution, resolution, channels), dtype=np.float32)
+    return images, rng.integers(0, classes, batch).astype(np.int32)
 
 
 def ours(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *, dtype: str = "float32",
@@ -218,6 +235,7 @@ def ours(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *, 
     started = time.perf_counter()
     config = base_config()
     config.model.name = model_name
+    config.model.num_classes = task(model_name)[0]
     config.model.dtype = dtype
     options = dict(options or {})
     overrides = {key.removeprefix("model."): options.pop(key) for key in list(options) if key.startswith("model.")}
@@ -258,8 +276,12 @@ def ours(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *, 
     state, (compiled, compile_s) = steps.initialise_while_compiling(
         lambda: jax.block_until_ready(jax.jit(init_state)(init_key)),
         lambda: _compile(fn, (arg, *inputs), mode == "train", options))
+    # The work charged: XLA's count of the textbook program (the oneDNN custom calls are opaque to its count).
+    # A fresh function: jit's trace cache of ``fn`` holds the rewritten program, and the switch is not in its key.
+    with conv_ops.rewrites(False):
+        flops = _flops(jax.jit(lambda *args: fn(*args)).lower(arg, *inputs))
     return _xla_contender(name, dtype, compiled, compile_s, pick(state), inputs, train=mode == "train",
-                          started=started)
+                          started=started, flops=flops)
 
 
 def keras_peer(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *,
@@ -337,13 +359,24 @@ def torch_peer(model_name: str, mode: str, images: np.ndarray, labels: np.ndarra
     """torchvision's model in PyTorch eager on CPU (NCHW), SGD with momentum; ``bfloat16`` runs under autocast."""
     import torch
 
-    torchvision = import_torchvision()
-    if model_name not in PEERS:
-        raise ValueError(f"no torchvision peer for {model_name!r}; torch peers exist for {sorted(PEERS)}")
+    from cnn_jax.tools import torch_twins
+
+    if model_name not in PEERS and model_name not in torch_twins.TWINS:
+        raise ValueError(f"no PyTorch peer for {model_name!r}; torch peers exist for "
+                         f"{sorted(PEERS) + sorted(torch_twins.TWINS)}")
     started = time.perf_counter()
     torch.manual_seed(0)
-    model = getattr(torchvision.models, PEERS[model_name].torchvision)(num_classes=NUM_CLASSES)
     x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    if model_name in torch_twins.TWINS:
+        classes, channels = task(model_name)
+        ours_model = cnn_jax.create_model(model_name, num_classes=classes)
+        ours_params = jax.eval_shape(lambda: ours_model.init(jax.random.key(0), jnp.zeros((1, *images.shape[1:])),
+                                                             train=False))["params"]
+        model = torch_twins.build(model_name, classes, sum(p.size for p in jax.tree.leaves(ours_params)))
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    else:
+        model = getattr(import_torchvision().models, PEERS[model_name].torchvision)(num_classes=NUM_CLASSES)
     y = torch.from_numpy(labels.astype(np.int64))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
     if mode == "train":
@@ -408,13 +441,14 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
 
 def _builders(model_name: str, mode: str, *, batch: int, resolution: int, dtype: str,
               peers: Sequence[str], variants: Sequence[tuple[str, dict[str, Any]]],
-              plain: bool) -> dict[str, Callable[[], Contender]]:
+              plain: bool, xla_convs: bool = False) -> dict[str, Callable[[], Contender]]:
     """``{contender name: build}``; ``build()`` constructs, compiles and runs the first step."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}; expected one of {MODES}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r}; expected one of {DTYPES}")
-    images, labels = _synthetic_batch(batch, resolution)
+    classes, channels = task(model_name)
+    images, labels = _synthetic_batch(batch, resolution, channels, classes)
     builders: dict[str, Callable[[], Contender]] = {"ours": lambda: ours(model_name, mode, images, labels,
                                                                          dtype=dtype)}
     for name, options in variants:
@@ -428,6 +462,12 @@ def _builders(model_name: str, mode: str, *, batch: int, resolution: int, dtype:
                 return ours(model_name, mode, images, labels, dtype=dtype, name="ours-plain")
 
         builders["ours-plain"] = build_plain
+    if xla_convs:
+        def build_xla_convs() -> Contender:
+            with conv_ops.rewrites(True, onednn_convs=False):
+                return ours(model_name, mode, images, labels, dtype=dtype, name="ours-xla-convs")
+
+        builders["ours-xla-convs"] = build_xla_convs
     peer_builders = {"keras": keras_peer, "torch": torch_peer}
     for peer in peers:
         if peer not in peer_builders:
@@ -478,6 +518,8 @@ def first_step_in_fresh_processes(model_name: str, mode: str, contenders: Sequen
                 command += ["--peers", name]
             if name == "ours-plain":
                 command.append("--plain")
+            if name == "ours-xla-convs":
+                command.append("--xla-convs")
             started = time.perf_counter()
             with subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
                                   env=warm if name == WARM_CACHE else cold) as child:
@@ -502,13 +544,13 @@ def first_step_in_fresh_processes(model_name: str, mode: str, contenders: Sequen
 
 def measure(model_name: str, mode: str, *, batch: int, resolution: int, dtype: str = "float32",
             peers: Sequence[str] = (), variants: Sequence[tuple[str, dict[str, Any]]] = (), plain: bool = False,
-            windows: int = 5, steps: int = 1, warmup: int = 1) -> dict[str, Result]:
+            xla_convs: bool = False, windows: int = 5, steps: int = 1, warmup: int = 1) -> dict[str, Result]:
     """``{contender: Result}`` for one model and mode; timed windows are interleaved across contenders.
 
     ``plain`` adds ``ours-plain``: our model traced without the XLA:CPU rewrites of ``cnn_jax.models.conv_ops``.
     """
     builders = _builders(model_name, mode, batch=batch, resolution=resolution, dtype=dtype, peers=peers,
-                         variants=variants, plain=plain)
+                         variants=variants, plain=plain, xla_convs=xla_convs)
     contenders = []
     for build in builders.values():
         contenders.append(build())
@@ -572,6 +614,8 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
                         help="also time ours compiled with these XLA options (repeatable)")
     parser.add_argument("--plain", action="store_true",
                         help="also time ours without the XLA:CPU conv/pool rewrites (cnn_jax.models.conv_ops)")
+    parser.add_argument("--xla-convs", action="store_true",
+                        help="also time ours with XLA's dense convolutions instead of oneDNN's (cnn_jax.ops.onednn)")
     parser.add_argument("--matmul-size", type=int, default=4096, help="square matmul that measures the peak")
     parser.add_argument("--first-step-runs", type=int, default=0, metavar="N",
                         help="also time launch-to-first-step of every contender in N fresh processes each")
@@ -591,11 +635,12 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
         parser.error("--windows 0 measures only launch-to-first-step: give --first-step-runs N too")
     if args.first_step_of:
         builders = _builders(args.model[0], modes[0], batch=args.batch, resolution=args.resolution,
-                             dtype=args.dtype, peers=peers, variants=variants, plain=args.plain)
+                             dtype=args.dtype, peers=peers, variants=variants, plain=args.plain,
+                             xla_convs=args.xla_convs)
         if args.first_step_of not in builders:
             parser.error(f"--first-step-of {args.first_step_of!r}; expected one of {sorted(builders)}")
         contender = builders[args.first_step_of]()
-        print(FIRST_STEP_MARK, f"{contender.first_step_run_s:.3f}", flush=True)
+        print(FIRST_STEP_MARK, f"{contender.first_step_run_s:.6f}", flush=True)
         return {}
 
     print("# command: python -m cnn_jax.tools.bench " + " ".join(sys.argv[1:] if argv is None else argv))
@@ -619,8 +664,8 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
             measure_peaks()
             for mode in modes:
                 res = measure(model_name, mode, batch=args.batch, resolution=args.resolution, dtype=args.dtype,
-                              peers=peers, variants=variants, plain=args.plain, windows=args.windows, steps=args.steps,
-                              warmup=args.warmup)
+                              peers=peers, variants=variants, plain=args.plain, xla_convs=args.xla_convs,
+                              windows=args.windows, steps=args.steps, warmup=args.warmup)
                 results[(model_name, mode)] = res
                 for name, r in res.items():
                     print(f"#   {model_name} {mode} {name}: {r.images_per_s:.2f} img/s", file=sys.stderr, flush=True)
@@ -647,7 +692,8 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
               "(launch to first step - its run) | ours ready s / contender ready s")
         print("---|---|---|---|---|---")
         for model_name, mode in itertools.product(args.model, modes):
-            contenders = ["ours", WARM_CACHE, *(["ours-plain"] if args.plain else []), *peers]
+            contenders = ["ours", WARM_CACHE, *(["ours-plain"] if args.plain else []),
+                          *(["ours-xla-convs"] if args.xla_convs else []), *peers]
             seconds = first_step_in_fresh_processes(model_name, mode, contenders, runs=args.first_step_runs,
                                                     batch=args.batch, resolution=args.resolution, dtype=args.dtype)
             base = statistics.median(s.total_s for s in seconds["ours"])
@@ -656,7 +702,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
                 totals, ready = [s.total_s for s in runs], statistics.median(s.ready_s for s in runs)
                 median = statistics.median(totals)
                 print(f"{model_name} {mode} {name} | {median:.1f} ({min(totals):.1f}-{max(totals):.1f}) | "
-                      f"{base / median:.2f} | {statistics.median(s.step_s for s in runs):.1f} | {ready:.1f} | "
+                      f"{base / median:.2f} | {statistics.median(s.step_s for s in runs):.3g} | {ready:.1f} | "
                       f"{base_ready / ready:.2f}")
     print(f"# {machine()}; batch {args.batch}, {args.resolution}x{args.resolution}, {args.dtype}")
     print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
