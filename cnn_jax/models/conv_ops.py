@@ -230,6 +230,6 @@ def max_pool(x: Array, window: Sequence[int], strides: Sequence[int], padding: S
             out = view if out is None else jnp.maximum(out, view)
         return out
 
-    if not _ENABLED[-1][0] or min(out_hw) <= 0:  # an input smaller than the window: an empty map, as reduce_window gives
+    if not _ENABLED[-1][0] or min(out_hw) <= 0:  # smaller than the window: an empty map, as reduce_window gives
         return native(x)
     return lax.platform_dependent(x, cpu=cpu, default=native)
