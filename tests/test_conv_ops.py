@@ -20,7 +20,7 @@ PAD1 = ((1, 1), (1, 1))
 @pytest.mark.parametrize(
     "size,cin,cout,kernel,stride,padding,groups,dilation",
     [
-        (9, 8, 16, 1, 1, ((0, 0), (0, 0)), 1, 1),  # pointwise -> dot_general
+        (9, 8, 16, 1, 1, ((0, 0), (0, 0)), 1, 1),  # pointwise -> oneDNN (dot_general without it)
         (9, 8, 16, 1, 2, ((0, 0), (0, 0)), 1, 1),  # strided pointwise (ResNet downsample shortcut)
         (8, 8, 16, 1, 2, "VALID", 1, 1),
         (9, 8, 8, 3, 1, PAD1, 8, 1),  # depthwise -> shifted multiply-adds
@@ -37,7 +37,8 @@ PAD1 = ((1, 1), (1, 1))
         (9, 8, 16, 3, 1, PAD1, 8, 1),  # depthwise with channel multiplier 2: left to lax
     ],
 )
-def test_conv_matches_lax_values_and_gradients(size, cin, cout, kernel, stride, padding, groups, dilation):
+@pytest.mark.parametrize("onednn_convs", [True, False], ids=["onednn", "xla"])
+def test_conv_matches_lax_values_and_gradients(size, cin, cout, kernel, stride, padding, groups, dilation, onednn_convs):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((2, size, size, cin)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((kernel, kernel, cin // groups, cout)), jnp.float32)
@@ -51,7 +52,8 @@ def test_conv_matches_lax_values_and_gradients(size, cin, cout, kernel, stride, 
         return jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))
 
     (ref, ref_shape), ref_grads = loss(lax.conv_general_dilated)(x, w)
-    (new, new_shape), new_grads = loss(conv_ops.conv_general_dilated)(x, w)
+    with conv_ops.rewrites(True, onednn_convs=onednn_convs):  # without oneDNN: the matmul 1x1s, XLA's others
+        (new, new_shape), new_grads = loss(conv_ops.conv_general_dilated)(x, w)
     assert new_shape == ref_shape
     np.testing.assert_allclose(new, ref, rtol=1e-4, atol=1e-3)
     for a, b in zip(new_grads, ref_grads, strict=True):
@@ -69,12 +71,13 @@ def _lowered(fn, *args, platform: str = "cpu") -> str:
 
 
 def test_pointwise_filter_gradient_contracts_batch_and_space_without_a_transpose():
-    """The 1x1 filter gradient is stated as (in, out) = x contracted with the output gradient over (N, H, W): JAX's
-    transpose rule would compute (out, in) and transpose it, a form XLA:CPU sends to Eigen (1.33x slower MobileNet
-    v2 step)."""
+    """Without oneDNN, the 1x1 filter gradient is stated as (in, out) = x contracted with the output gradient over
+    (N, H, W): JAX's transpose rule would compute (out, in) and transpose it, a form XLA:CPU sends to Eigen (1.33x
+    slower MobileNet v2 step)."""
     x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((1, 1, 4, 6))
-    text = _lowered(jax.grad(lambda w: jnp.sum(conv_ops.conv_general_dilated(
-        x, w, (1, 1), "VALID", dimension_numbers=NHWC) ** 2)), w)
+    with conv_ops.rewrites(True, onednn_convs=False):
+        text = _lowered(jax.grad(lambda w: jnp.sum(conv_ops.conv_general_dilated(
+            x, w, (1, 1), "VALID", dimension_numbers=NHWC) ** 2)), w)
     assert "contracting_dims = [0, 1, 2] x [0, 1, 2]" in text, text
     assert "stablehlo.transpose" not in text and "stablehlo.convolution" not in text
 
@@ -86,18 +89,17 @@ def test_rewrites_are_keyed_on_the_lowering_platform_and_can_be_switched_off(ker
     def conv(x, w):
         return conv_ops.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC)
 
-    cpu = "stablehlo.dot_general" if kernel == 1 else "cnn_jax_onednn_conv_forward"
-    if kernel == 3 and not onednn.available():
+    if not onednn.available():
         pytest.skip(f"oneDNN unavailable: {onednn.unavailable_reason()}")
+    cpu = "cnn_jax_onednn_conv_forward"
     assert cpu in _lowered(conv, x, w) and "stablehlo.convolution" not in _lowered(conv, x, w)
     for platform in ("cuda", "tpu"):  # the same trace lowered for an accelerator keeps XLA's convolution
         text = _lowered(conv, x, w, platform=platform)
         assert "stablehlo.convolution" in text and cpu not in text
     with conv_ops.rewrites(False):
         assert "stablehlo.convolution" in _lowered(conv, x, w)
-    if kernel == 3:
-        with conv_ops.rewrites(True, onednn_convs=False):
-            assert "stablehlo.convolution" in _lowered(conv, x, w)
+    with conv_ops.rewrites(True, onednn_convs=False):  # 1x1: the matmul fallback; others: XLA's convolution
+        assert ("stablehlo.dot_general" if kernel == 1 else "stablehlo.convolution") in _lowered(conv, x, w)
 
 
 def test_bfloat16_depthwise_accumulates_in_float32():

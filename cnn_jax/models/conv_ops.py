@@ -2,14 +2,18 @@
 
 On XLA:CPU (jaxlib 0.10) a convolution becomes a YNNPACK or Eigen convolution kernel, and its backward pass two
 more: the input gradient, and the filter gradient, which XLA expresses as a convolution of the transposed
-activations with the transposed output gradient. Profiles of the ResNet-50 train step (BENCHMARKS.md, "Train step
-vs peers") show the shapes of layer where that lowering is far from what the hardware can do, and where an
-equivalent formulation with the same parameters is much faster:
+activations with the transposed output gradient; both gradients run at a fraction of the hardware's rate
+(BENCHMARKS.md, "Train step vs peers" and "CIFAR-scale training"). Equivalent formulations with the same
+parameters that are much faster:
 
-- 1x1 convolutions (ResNet bottlenecks, MBConv expand/project, DenseNet bottlenecks and transitions: most of
-  the FLOPs of these networks) are matrix products over the channel axis. As ``dot_general`` they and both of
-  their gradients go to XLA's matmul path (YNNPACK dots), instead of a convolution whose filter gradient runs
-  at a fraction of the matmul rate; a hand-written VJP keeps the filter gradient in the form YNNPACK takes.
+- Dense convolutions (one group, any kernel size, 1x1 included): oneDNN, the library PyTorch runs on, through FFI
+  custom calls for the forward pass and both gradients (:mod:`cnn_jax.ops.onednn`), where it is installed. A 3x3
+  conv on 128x32x32x16 trains in ~7 ms against ~30 ms as XLA's convolutions; a 1x1 in 1.3-4x less time than as
+  the matmul below.
+- Without oneDNN, 1x1 convolutions (ResNet bottlenecks, MBConv expand/project, DenseNet bottlenecks) are matrix
+  products over the channel axis: as ``dot_general`` they and both gradients go to XLA's matmul path (YNNPACK
+  dots), and a hand-written VJP keeps the filter gradient in the form YNNPACK takes. Other dense convolutions
+  stay XLA's.
 - Depthwise convolutions (``feature_group_count == channels``): XLA:CPU's grouped convolution, and above all
   its filter gradient, is slow (BENCHMARKS.md, MobileNet v2 / EfficientNet-B0 section). Written as ``kh * kw``
   shifted multiply-adds with a hand-written VJP (the input gradient is the same tap loop over the output gradient,
@@ -17,11 +21,6 @@ equivalent formulation with the same parameters is much faster:
 - Max pooling: the gradient of ``reduce_window`` max is a ``select_and_scatter``, which XLA:CPU expands with a
   padded index array (the stem pool of a 224x224 ResNet-50 was ~5% of the step). A maximum over the
   ``kh * kw`` strided window views has an elementwise select as gradient.
-
-- Every other dense convolution (3x3 and larger, one group): XLA:CPU's input and filter gradients run at a
-  fraction of the hardware's rate at any size (a 3x3 conv on 128x32x32x16: ~26 ms against PyTorch's ~4 ms), so
-  these go to oneDNN, the library PyTorch runs on, through FFI custom calls (:mod:`cnn_jax.ops.onednn`), when it is
-  installed; otherwise they stay XLA convolutions.
 
 The rewrites are keyed on the platform the program is lowered for, not the host: each is a
 ``lax.platform_dependent`` whose ``cpu`` branch is the rewrite and whose default is XLA's own convolution /
@@ -127,16 +126,16 @@ def conv_general_dilated(lhs: Array, rhs: Array, window_strides: Sequence[int],
     pads = tuple(_explicit_padding(padding, lhs.shape[1:3],
                                    ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1), strides))
 
-    if (kh, kw) == (1, 1) and feature_group_count == 1 and all(p == (0, 0) for p in pads):
+    if feature_group_count == 1 and _ENABLED[-1][1] and onednn.supports(lhs, rhs):
+        def cpu(lhs: Array, rhs: Array) -> Array:
+            return onednn.conv(lhs, rhs, strides, pads, dilation)
+    elif (kh, kw) == (1, 1) and feature_group_count == 1 and all(p == (0, 0) for p in pads):
         def cpu(lhs: Array, rhs: Array) -> Array:
             x = lhs if strides == (1, 1) else lhs[:, ::strides[0], ::strides[1], :]
             return _pointwise(x, rhs[0, 0], precision)
     elif feature_group_count == channels and in_per_group == 1 and out_channels == channels and kh * kw > 1:
         def cpu(lhs: Array, rhs: Array) -> Array:
             return _depthwise(lhs, rhs, strides, pads, dilation)
-    elif feature_group_count == 1 and _ENABLED[-1][1] and onednn.supports(lhs, rhs):
-        def cpu(lhs: Array, rhs: Array) -> Array:
-            return onednn.conv(lhs, rhs, strides, pads, dilation)
     else:
         return native(lhs, rhs)
     return lax.platform_dependent(lhs, rhs, cpu=cpu, default=native)

@@ -156,6 +156,8 @@ def _attributes(strides, pads, dilation) -> dict[str, np.ndarray]:
 
 
 def _call(target: str, shape: Sequence[int], dtype, a: Array, b: Array, strides, pads, dilation) -> Array:
+    if (reason := _load()) is not None:  # registers the targets on first use
+        raise OneDnnUnavailable(reason)
     # Under vmap (the trainer's BatchNorm groups map the model over groups of examples) one call per group.
     return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(tuple(shape), dtype), vmap_method="sequential")(
         a, b, **_attributes(strides, pads, dilation))
@@ -165,7 +167,8 @@ def _call(target: str, shape: Sequence[int], dtype, a: Array, b: Array, strides,
 def conv(x: Array, w: Array, strides: tuple[int, int], pads: tuple[tuple[int, int], ...],
          dilation: tuple[int, int]) -> Array:
     """``lax.conv_general_dilated(x, w, strides, pads, rhs_dilation=dilation)`` for NHWC ``x`` and HWIO ``w`` (one
-    group), run by oneDNN; ``pads`` are explicit ``((top, bottom), (left, right))``. Needs :func:`available`."""
+    group), run by oneDNN; ``pads`` are explicit ``((top, bottom), (left, right))``. Raises
+    :class:`OneDnnUnavailable` where :func:`available` is False."""
     return _forward(x, w, strides, pads, dilation)[0]
 
 
