@@ -38,7 +38,8 @@ PAD1 = ((1, 1), (1, 1))
     ],
 )
 @pytest.mark.parametrize("onednn_convs", [True, False], ids=["onednn", "xla"])
-def test_conv_matches_lax_values_and_gradients(size, cin, cout, kernel, stride, padding, groups, dilation, onednn_convs):
+def test_conv_matches_lax_values_and_gradients(size, cin, cout, kernel, stride, padding, groups, dilation,
+                                               onednn_convs):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((2, size, size, cin)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((kernel, kernel, cin // groups, cout)), jnp.float32)
