@@ -85,7 +85,7 @@ def test_pointwise_filter_gradient_contracts_batch_and_space_without_a_transpose
 
 @pytest.mark.parametrize("kernel", [1, 3])
 def test_rewrites_are_keyed_on_the_lowering_platform_and_can_be_switched_off(kernel):
-    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((kernel, kernel, 4, 6))
+    x, w = jnp.ones((conv_ops.ONEDNN_MIN_POINTWISE_ROWS // 64, 8, 8, 4)), jnp.ones((kernel, kernel, 4, 6))
 
     def conv(x, w):
         return conv_ops.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC)
@@ -101,6 +101,9 @@ def test_rewrites_are_keyed_on_the_lowering_platform_and_can_be_switched_off(ker
         assert "stablehlo.convolution" in _lowered(conv, x, w)
     with conv_ops.rewrites(True, onednn_convs=False):  # 1x1: the matmul fallback; others: XLA's convolution
         assert ("stablehlo.dot_general" if kernel == 1 else "stablehlo.convolution") in _lowered(conv, x, w)
+    if kernel == 1:  # a 1x1 over fewer positions stays a matmul, where oneDNN is slower
+        small = _lowered(conv, x[:1], w)
+        assert "stablehlo.dot_general" in small and cpu not in small
 
 
 def test_bfloat16_depthwise_accumulates_in_float32():

@@ -6,7 +6,8 @@ activations with the transposed output gradient; both gradients run at a fractio
 (BENCHMARKS.md, "Train step vs peers" and "CIFAR-scale training"). Equivalent formulations with the same
 parameters that are much faster:
 
-- Dense convolutions (one group, any kernel size, 1x1 included): oneDNN, the library PyTorch runs on, through FFI
+- Dense convolutions (one group, any kernel size; 1x1s over at least ``ONEDNN_MIN_POINTWISE_ROWS`` output
+  positions): oneDNN, the library PyTorch runs on, through FFI
   custom calls for the forward pass and both gradients (:mod:`cnn_jax.ops.onednn`), where it is installed. A 3x3
   conv on 128x32x32x16 trains in ~7 ms against ~30 ms as XLA's convolutions; a 1x1 in 1.3-4x less time than as
   the matmul below.
@@ -47,6 +48,11 @@ Array = jax.Array
 # What flax.linen.Conv passes for a 2-D NHWC input: lhs (N, C, H, W) = (0, 3, 1, 2), rhs (O, I, H, W) = (3, 2, 0, 1).
 _NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
 
+
+# A 1x1 conv over fewer output positions (batch x height x width) stays a matmul: there oneDNN's per-call cost and
+# its kernels for tiny maps lose (128 x 1x1 maps, 960 -> 320: gradients 4.2 vs 1.2 ms; 128 x 4x4, 192 -> 64:
+# 0.8 vs 1.1 ms; BENCHMARKS.md, "CIFAR-scale training").
+ONEDNN_MIN_POINTWISE_ROWS = 2048
 
 _ENABLED = [(True, True)]  # (any rewrite, oneDNN for dense convolutions), innermost block last
 
@@ -126,10 +132,13 @@ def conv_general_dilated(lhs: Array, rhs: Array, window_strides: Sequence[int],
     pads = tuple(_explicit_padding(padding, lhs.shape[1:3],
                                    ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1), strides))
 
-    if feature_group_count == 1 and _ENABLED[-1][1] and onednn.supports(lhs, rhs):
+    pointwise = (kh, kw) == (1, 1) and all(p == (0, 0) for p in pads)
+    rows = lhs.shape[0] * -(-lhs.shape[1] // strides[0]) * -(-lhs.shape[2] // strides[1])  # N * out H * out W
+    if (feature_group_count == 1 and _ENABLED[-1][1] and onednn.supports(lhs, rhs)
+            and not (pointwise and rows < ONEDNN_MIN_POINTWISE_ROWS)):
         def cpu(lhs: Array, rhs: Array) -> Array:
             return onednn.conv(lhs, rhs, strides, pads, dilation)
-    elif (kh, kw) == (1, 1) and feature_group_count == 1 and all(p == (0, 0) for p in pads):
+    elif pointwise and feature_group_count == 1:
         def cpu(lhs: Array, rhs: Array) -> Array:
             x = lhs if strides == (1, 1) else lhs[:, ::strides[0], ::strides[1], :]
             return _pointwise(x, rhs[0, 0], precision)
