@@ -72,6 +72,37 @@ def test_torch_peer_runs_torchvision_through_the_shim():
         assert bench._time_window(contender, 1) > 0
 
 
+@pytest.mark.parametrize("name", ["resnet20", "resnet56", "wrn16_8", "preact_resnet164", "densenet_bc100_k12",
+                                  "lenet5"])
+def test_torch_twins_have_our_parameter_counts(name):
+    pytest.importorskip("torch")
+    import cnn_jax
+    from cnn_jax.tools import torch_twins
+
+    model = cnn_jax.create_model(name, num_classes=10)
+    channels = cnn_jax.model_info(name).in_channels
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 32, 32, channels)), train=False))
+    ours = sum(leaf.size for leaf in jax.tree_util.tree_leaves(variables["params"]))
+    twin = torch_twins.build(name, 10, expected_params=ours)  # raises on a mismatch
+    assert sum(p.numel() for p in twin.parameters()) == ours
+    with pytest.raises(AssertionError, match=f"PyTorch twin of {name} has"):
+        torch_twins.build(name, 10, expected_params=ours + 1)
+
+
+def test_bench_times_a_cifar_model_against_its_torch_twin_and_xla_convs(capsys):
+    pytest.importorskip("torch")
+    results = bench.main(["--model", "resnet20", "--batch", "4", "--resolution", "32", "--windows", "1",
+                          "--warmup", "0", "--mode", "train", "--peers", "torch", "--xla-convs",
+                          "--matmul-size", "256"])
+    rows = _rows(capsys.readouterr().out)
+    assert set(rows) == {("resnet20", "train", c) for c in ("ours", "ours-xla-convs", "torch")}
+    res = results[("resnet20", "train")]
+    assert all(r.images_per_s > 0 for r in res.values())
+    # The work charged is XLA's count of the textbook step (custom calls count nothing): ~3 x 2 x 41 M MACs.
+    assert 1.5e8 < res["ours"].flops_per_image < 4e8
+    assert res["ours"].flops_per_image == res["ours-xla-convs"].flops_per_image
+
+
 def test_matmul_peak_and_bad_arguments():
     assert bench.matmul_peak_flops(128, repeats=2) > 1e8
     assert bench.matmul_peak_flops(128, repeats=2, dtype="bfloat16") > 1e7
