@@ -68,8 +68,6 @@ def rewrites(enabled: bool, *, onednn_convs: bool = True) -> Iterator[None]:
         _ENABLED.pop()
 
 
-
-
 def _is_nhwc(lhs: Array, rhs: Array, dimension_numbers: Any) -> bool:
     if lhs.ndim != 4 or rhs.ndim != 4:
         return False
@@ -133,9 +131,9 @@ def conv_general_dilated(lhs: Array, rhs: Array, window_strides: Sequence[int],
                                    ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1), strides))
 
     pointwise = (kh, kw) == (1, 1) and all(p == (0, 0) for p in pads)
-    rows = lhs.shape[0] * -(-lhs.shape[1] // strides[0]) * -(-lhs.shape[2] // strides[1])  # N * out H * out W
-    if (feature_group_count == 1 and _ENABLED[-1][1] and onednn.supports(lhs, rhs)
-            and not (pointwise and rows < ONEDNN_MIN_POINTWISE_ROWS)):
+    small_pointwise = pointwise and (  # N * out H * out W
+        lhs.shape[0] * -(-lhs.shape[1] // strides[0]) * -(-lhs.shape[2] // strides[1]) < ONEDNN_MIN_POINTWISE_ROWS)
+    if feature_group_count == 1 and not small_pointwise and _ENABLED[-1][1] and onednn.supports(lhs, rhs):
         def cpu(lhs: Array, rhs: Array) -> Array:
             return onednn.conv(lhs, rhs, strides, pads, dilation)
     elif pointwise and feature_group_count == 1:

@@ -12,7 +12,6 @@
 #include <sstream>
 #include <string>
 #include <unordered_map>
-#include <vector>
 
 #include "dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
