@@ -8,7 +8,9 @@ import importlib
 
 _EXPORTS = {"ModelOutput": "cnn_jax.models.layers", "ModelInfo": "cnn_jax.registry",
             "create_model": "cnn_jax.registry", "list_models": "cnn_jax.registry",
-            "model_arguments": "cnn_jax.registry", "model_info": "cnn_jax.registry"}
+            "model_arguments": "cnn_jax.registry", "model_info": "cnn_jax.registry",
+            "CompoundScale": "cnn_jax.models.efficientnet", "compound_scale": "cnn_jax.models.efficientnet",
+            "efficientnet_phi_resolution": "cnn_jax.models.efficientnet"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -1,8 +1,11 @@
 """Model registry: names -> (module class, architecture arguments, metadata).
 
 A registration is data: the family's ``flax.linen`` class, the keyword arguments that make the named variant, and
-a :class:`ModelInfo` holding the paper facts that are not architecture (resolution, crop, citation).
-``create_model`` validates overrides against the class's fields before building anything, so a typo fails at once.
+a :class:`ModelInfo` holding the paper facts that are not architecture (resolution, crop, citation). Where a fact
+follows an argument (``efficientnet_phi``'s resolution is ``224 * gamma^phi``), the registration gives a function
+of the model's arguments instead, and ``model_info(name, **overrides)`` evaluates it for those overrides.
+``create_model`` and ``model_info`` validate overrides against the class's fields before building anything, so a
+typo fails at once.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -56,19 +59,26 @@ class ModelInfo:
         return self.eval_resolution or self.resolution
 
 
+# Metadata that follows the architecture arguments: called with every constructor argument of the model (the
+# class's defaults, then the registration's keyword arguments, then the caller's overrides).
+InfoFunction = Callable[[Mapping[str, Any]], ModelInfo]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Entry:
     name: str
     cls: type[nn.Module]
     kwargs: Mapping[str, Any]
-    info: ModelInfo
+    info: ModelInfo | InfoFunction
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register_model(name: str, cls: type[nn.Module], info: ModelInfo, **kwargs: Any) -> None:
-    """Registers ``cls(**kwargs)`` under ``name``. Raises if the name is taken or a kwarg is not a field."""
+def register_model(name: str, cls: type[nn.Module], info: ModelInfo | InfoFunction, **kwargs: Any) -> None:
+    """Registers ``cls(**kwargs)`` under ``name`` with its metadata: a :class:`ModelInfo`, or an
+    :data:`InfoFunction` of the model's arguments where the metadata follows them. Raises if the name is taken or a
+    kwarg is not a field."""
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
     fields = module_fields(cls)
@@ -100,16 +110,46 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
 
 
-def model_info(name: str) -> ModelInfo:
-    """Metadata of a registered model."""
+def model_info(name: str, **overrides: Any) -> ModelInfo:
+    """Metadata of a registered model, for the model ``create_model(name, **overrides)`` builds: e.g.
+    ``model_info("efficientnet_phi", phi=2.0).resolution`` is ``efficientnet_phi_resolution(2.0)``. Overrides are
+    validated as ``create_model`` validates them; they change only metadata registered as a function of them."""
     _ensure_models_imported()
-    return _lookup(name).info
+    entry = _lookup(name)
+    overrides = _checked_overrides(entry, overrides)
+    if isinstance(entry.info, ModelInfo):
+        return entry.info
+    fields = module_fields(entry.cls)
+    defaults = {f.name: f.default for f in dataclasses.fields(entry.cls)
+                if f.name in fields and f.default is not dataclasses.MISSING}
+    return entry.info({**defaults, **entry.kwargs, **overrides})
 
 
 def model_arguments(name: str) -> dict[str, Any]:
     """The architecture arguments the registration passes to its class."""
     _ensure_models_imported()
     return dict(_lookup(name).kwargs)
+
+
+def _checked_overrides(entry: _Entry, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` without the contract arguments the class lacks but that are left at their defaults; raises for
+    any other key that is not a field of the class."""
+    fields = module_fields(entry.cls)
+    overrides = dict(overrides)
+    for key in sorted(set(overrides) - fields):
+        if key in CONTRACT_DEFAULTS:
+            if overrides[key] == CONTRACT_DEFAULTS[key]:
+                overrides.pop(key)
+                continue
+            raise ValueError(
+                f"model {entry.name!r} cannot honour {key}={overrides[key]!r}: {entry.cls.__name__} has no residual "
+                f"blocks to drop (leave {key} at {CONTRACT_DEFAULTS[key]!r})"
+            )
+        raise TypeError(
+            f"model {entry.name!r} ({entry.cls.__name__}) got an unknown argument {key!r}; "
+            f"accepted: {', '.join(sorted(fields))}"
+        )
+    return overrides
 
 
 def create_model(name: str, *, num_classes: int = 1000, **overrides: Any) -> nn.Module:
@@ -123,21 +163,7 @@ def create_model(name: str, *, num_classes: int = 1000, **overrides: Any) -> nn.
     """
     _ensure_models_imported()
     entry = _lookup(name)
-    fields = module_fields(entry.cls)
-    overrides = {"num_classes": num_classes, **overrides}
-    for key in sorted(set(overrides) - fields):
-        if key in CONTRACT_DEFAULTS:
-            if overrides[key] == CONTRACT_DEFAULTS[key]:
-                overrides.pop(key)
-                continue
-            raise ValueError(
-                f"model {name!r} cannot honour {key}={overrides[key]!r}: {entry.cls.__name__} has no residual "
-                f"blocks to drop (leave {key} at {CONTRACT_DEFAULTS[key]!r})"
-            )
-        raise TypeError(
-            f"model {name!r} ({entry.cls.__name__}) got an unknown argument {key!r}; "
-            f"accepted: {', '.join(sorted(fields))}"
-        )
+    overrides = _checked_overrides(entry, {"num_classes": num_classes, **overrides})
     return entry.cls(**{**entry.kwargs, **overrides})
 
 

@@ -21,7 +21,7 @@ def base_config() -> ml_collections.ConfigDict:
         # cnn_jax.data.transforms specs, e.g. "random_resized_crop,flip" / "pad_crop(4),flip" / "none".
         "train_transform": "none",
         "eval_transform": "none",  # "resize_center_crop" (crop fraction from the model's metadata) or "none"
-        "interpolation": "bicubic",  # eval resize
+        "interpolation": "bicubic",  # PIL filter of the train and eval resizes (train op resize, eval specs)
         "batch_transform": "none",  # "mixup(0.2)", "cutmix(1.0)", "mixup(0.8)|cutmix(1.0)"
         "num_threads": config_dict.placeholder(int),  # host threads for decoding/transforms (default: all CPUs)
         "worker_processes": 0,  # > 0: training batches built in this many processes (ImageNet-scale augmentation)

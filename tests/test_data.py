@@ -283,6 +283,42 @@ def test_fashion_mnist_offline_matches_idx_files():
     assert np.all(x[:, :2] == 0) and mask.all() and y.tolist() == test_labels[:8].tolist()
 
 
+def test_efficientnet_proxy_resolution_is_a_resize_of_the_images():
+    """The compound-scaling proxy at image_size 37, through the trainer's ``make_transforms``: train and eval images
+    are the real Fashion-MNIST examples resized (bicubic) to 37x37 and normalised, not zero-padded (the border is the
+    image's background, never the pad value 0)."""
+    import cnn_jax
+    from experiments.fashion_mnist.efficientnet_phi import get_config
+
+    config = get_config()
+    config.data.image_size = 37
+    dataset = sources.load_dataset("fashion_mnist")
+    made = pipeline.make_transforms(config, dataset)
+    padded = transforms.make_eval_transform("none", image_size=37, crop_fraction=1.0, mean=dataset.mean,
+                                            std=dataset.std)
+    for split, transform in (("train", lambda image: made.train(image, np.random.default_rng(0))),
+                             ("eval", made.eval)):
+        for index in (0, 1, 4321):
+            image = getattr(dataset, split)[index][0]
+            resized = np.asarray(Image.fromarray(image[..., 0]).resize((37, 37), Image.Resampling.BICUBIC))
+            expected = (resized[..., None].astype(np.float32) / 255.0 - np.float32(dataset.mean)) / np.float32(
+                dataset.std)
+            out = transform(image)
+            assert out.shape == (37, 37, 1) and out.dtype == np.float32
+            np.testing.assert_array_equal(out, expected)
+            assert not np.any(out == 0)
+            assert np.all(padded(image)[:4] == 0)  # what the proxy did before: a 4-pixel empty top border
+    # The eval crop fraction is that of the configured model (phi, gamma), not of the registry's default phi = 1.
+    config.data.eval_transform = "resize_center_crop"
+    config.model.phi = 2.0
+    crop_fraction = cnn_jax.model_info("efficientnet_phi", phi=2.0).crop_fraction  # 296 / 328: resize to 41
+    assert crop_fraction != cnn_jax.model_info("efficientnet_phi").crop_fraction  # 258 / 290: resize to 42
+    expected = transforms.make_eval_transform("resize_center_crop", image_size=37, crop_fraction=crop_fraction,
+                                              mean=dataset.mean, std=dataset.std)
+    image = dataset.eval[0][0]
+    np.testing.assert_array_equal(pipeline.make_transforms(config, dataset).eval(image), expected(image))
+
+
 def test_image_folder_source(tmp_path):
     photos = {"cat": ["chelsea", "cat"], "cup": ["coffee"], "space": ["rocket", "hubble_deep_field", "astronaut"]}
     for split in ("train", "val"):

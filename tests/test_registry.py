@@ -52,3 +52,31 @@ def test_overrides_reach_the_module():
 def test_model_info_fields():
     info = cnn_jax.model_info("resnet50")
     assert info.resolution == 224 and 0 < info.crop_fraction <= 1 and info.paper
+
+
+def test_model_info_follows_the_model_arguments():
+    """efficientnet_phi's resolution, eval size and crop fraction follow phi and gamma (224 * gamma^phi)."""
+    from cnn_jax.models.efficientnet import CROP_PADDING, efficientnet_phi_resolution
+
+    for phi, gamma in [(2.0, 1.15), (3.0, 1.2), (0.5, 1.3)]:
+        info = cnn_jax.model_info("efficientnet_phi", phi=phi, gamma=gamma, num_classes=10, in_channels=1)
+        resolution = efficientnet_phi_resolution(phi, gamma)
+        assert (info.resolution, info.eval_size) == (resolution, resolution), (phi, gamma)
+        assert info.crop_fraction == resolution / (resolution + CROP_PADDING)
+    assert cnn_jax.model_info("efficientnet_phi", phi=3.0).resolution == 341  # gamma's default, 1.15
+    assert cnn_jax.model_info("efficientnet_phi").resolution == 258  # phi = 1 by default
+    assert cnn_jax.model_info("efficientnet_phi").crop_fraction == 258 / 290
+    # Counting uses the same metadata: phi = 0 is B0's body at B0's 224.
+    from cnn_jax.analysis.stats import model_stats
+
+    assert model_stats("efficientnet_phi", phi=0.0, num_classes=10).resolution == 224
+
+
+def test_model_info_validates_overrides_as_create_model_does():
+    assert cnn_jax.model_info("resnet50", num_classes=10, drop_rate=0.3) == cnn_jax.model_info("resnet50")
+    with pytest.raises(TypeError, match=r"model 'efficientnet_phi' \(EfficientNetPhi\) got an unknown argument "
+                                        r"'gama'; accepted: .*gamma"):
+        cnn_jax.model_info("efficientnet_phi", gama=1.2)
+    with pytest.raises(ValueError, match=r"model 'vgg16' cannot honour drop_path_rate=0.1"):
+        cnn_jax.model_info("vgg16", drop_path_rate=0.1)
+    assert cnn_jax.model_info("vgg16", drop_path_rate=0.0) == cnn_jax.model_info("vgg16")

@@ -16,7 +16,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from cnn_jax import sweeps
-from cnn_jax.tools import evaluate, report
+from cnn_jax.tools import evaluate, report, results
 from cnn_jax.tools import sweep as sweep_tool
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -88,8 +88,9 @@ def test_compound_grid_satisfies_the_constraint():
     search = sweep.stages[0].runs([])
     assert {r["model.phi"] for r in search} == {1.0}
     assert all(r["data.image_size"] == sweeps.proxy_resolution(32, r["model.gamma"], 1.0) for r in search)
-    previous = [{"stage": "search", "overrides": r, "metrics": {"eval/top1": 0.5 + 0.01 * (i == 3)}}
-                for i, r in enumerate(search)]
+    previous = [{"stage": "search", "overrides": {**r, "seed": seed}, "num_classes": 10,
+                 "metrics": {"eval/top1": 0.5 + 0.01 * (i == 3) + 0.001 * seed}}
+                for i, r in enumerate(search) for seed in (0, 1, 2)]
     scaled = sweep.stages[1].runs(previous)
     assert [r["model.phi"] for r in scaled] == [2.0, 3.0]
     assert all(r["model.alpha"] == search[3]["model.alpha"] and r["model.gamma"] == search[3]["model.gamma"]
@@ -114,25 +115,27 @@ def _parse_launch(command: str, monkeypatch):
 def test_emit_shell_and_slurm(tmp_path, monkeypatch):
     result = sweep_tool.run_sweep(LENET_SWEEP, tmp_path, ["--config.train.num_steps=11"], emit="shell",
                                   log=lambda _: None)
-    lines = result["emitted"].strip().split("\n")
-    assert len(lines) == 6
-    for line, row in zip(lines, result["rows"], strict=True):
+    assert "run_commands " + str(tmp_path / "plan" / "runs.commands") in result["emitted"]
+    lines = (tmp_path / "plan" / "runs.commands").read_text().strip().split("\n")
+    planned = json.loads((tmp_path / "sweep.json").read_text())["runs"]
+    assert len(lines) == len(planned) == 6
+    for line, run in zip(lines, planned, strict=True):
         config, workdir = _parse_launch(line, monkeypatch)
-        assert workdir == str(tmp_path / row["run"])
-        assert config.optimizer.base_lr == row["overrides"]["optimizer.base_lr"]
-        assert config.seed == row["overrides"]["seed"]
+        assert workdir == str(tmp_path / run["name"])
+        assert config.optimizer.base_lr == run["overrides"]["optimizer.base_lr"]
+        assert config.seed == run["overrides"]["seed"]
         assert config.train.num_steps == 11  # the command-line override reaches every run
-        assert row["status"] == "pending"
-    assert not any((tmp_path / r["run"]).exists() for r in result["rows"])  # emitting trains nothing
+    assert not any((tmp_path / r["name"]).exists() for r in planned)  # emitting trains nothing
 
     slurm = sweep_tool.run_sweep(LENET_SWEEP, tmp_path, [], emit="slurm", sbatch_args=["--gres=gpu:1"],
                                  max_parallel=2, log=lambda _: None)["emitted"]
-    assert "#SBATCH --array=0-5%2" in slurm and "#SBATCH --gres=gpu:1" in slurm
+    array = slurm["00_runs.sbatch"]
+    assert "#SBATCH --array=0-5%2" in array and "#SBATCH --gres=gpu:1" in array
     script = tmp_path / "job.sh"
-    script.write_text(slurm)
+    script.write_text(array)
     subprocess.run(["bash", "-n", str(script)], check=True)  # valid bash
     # Task 4 runs the fifth command: evaluate the array exactly as SLURM would, with `eval` replaced by `echo`.
-    echoed = subprocess.run(["bash", "-c", slurm.replace('eval "$', 'echo "$').replace("cd ", "true ")],
+    echoed = subprocess.run(["bash", "-c", array.replace('eval "$', 'echo "$')],
                             env={"SLURM_ARRAY_TASK_ID": "4", "PATH": "/usr/bin:/bin"}, capture_output=True,
                             text=True, check=True).stdout.strip().split("\n")[-1]
     config, workdir = _parse_launch(echoed, monkeypatch)
@@ -169,7 +172,13 @@ def lenet_sweep(tmp_path_factory, request):
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         result = sweep_tool.run_sweep(f"{LENET_SWEEP}:lrs=[0.2],seeds=[0,1,2]", root, TINY, log=logs.append)
-    return root, result, logs
+    return root, _rows(result), logs
+
+
+def _rows(result):
+    """The sweep's records as plain dicts (what the tests below compare)."""
+    return {"rows": [{"run": r.name, "status": r.status, "metrics": r.metrics, "params": r.params, "macs": r.macs}
+                     for r in result["records"]]}
 
 
 def test_sweep_end_to_end_and_skip_finished(lenet_sweep):
@@ -185,18 +194,20 @@ def test_sweep_end_to_end_and_skip_finished(lenet_sweep):
         assert (root / row["run"] / sweep_tool.FINAL).exists()
     assert len({r["metrics"]["eval/top1"] for r in rows}) > 1  # the seeds differ
 
-    with open(root / "summary.csv") as f:
+    with open(root / "summary_runs.csv") as f:
         lines = f.read().strip().split("\n")
     assert lines[0].split(",")[:5] == ["run", "stage", "series", "optimizer.base_lr", "seed"]
-    assert len(lines) == 4 and all(",finished," in line for line in lines[1:])
-    md = (root / "summary.md").read_text()
-    assert "| 000_base_lr0.2_seed0 |" in md and "61,706" in md
+    assert len(lines) == 4 and all(",finished,250,250," in line for line in lines[1:])
+    md = (root / "summary.md").read_text()  # one point, its three seeds aggregated
+    top1 = sweeps.summarize(r["metrics"]["eval/top1"] for r in rows)
+    row = f"| 000_base_lr0.2 | lenet_lr | finished | 250/250 | 0,1,2 | 61,706 | 416,520 | 32 | {top1.format(100)} |"
+    assert row in md
     assert (root / "summary.png").stat().st_size > 10_000 and (root / "summary.svg").exists()
 
     # Relaunch: every run is skipped (nothing trains: the metrics logs do not grow).
     sizes = [(root / r["run"] / "metrics.jsonl").stat().st_size for r in rows]
     logs2: list[str] = []
-    again = sweep_tool.run_sweep(f"{LENET_SWEEP}:lrs=[0.2],seeds=[0,1,2]", root, TINY, log=logs2.append)
+    again = _rows(sweep_tool.run_sweep(f"{LENET_SWEEP}:lrs=[0.2],seeds=[0,1,2]", root, TINY, log=logs2.append))
     assert sum(line.startswith("[skip]") for line in logs2) == 3 and not any(x.startswith("[run]") for x in logs2)
     assert sizes == [(root / r["run"] / "metrics.jsonl").stat().st_size for r in rows]
     assert [r["metrics"]["eval/top1"] for r in again["rows"]] == [r["metrics"]["eval/top1"] for r in rows]
@@ -211,10 +222,10 @@ def test_sweep_end_to_end_and_skip_finished(lenet_sweep):
     saved = marker.read_text()
     marker.unlink()
     try:
-        metrics = sweep_tool.final_metrics(run, root)
-        assert metrics["eval/top1"] == rows[0]["metrics"]["eval/top1"]
-        longer = sweeps.apply_overrides(run.config, {"train.num_steps": 251})  # not reached: pending
-        assert sweep_tool.final_metrics(sweep_tool.PlannedRun(run.name, run.stage, run.overrides, longer), root) is None
+        progress = results.read_progress(root / run.name, 250)
+        assert progress["status"] == "finished"
+        assert progress["metrics"]["eval/top1"] == rows[0]["metrics"]["eval/top1"]
+        assert results.read_progress(root / run.name, 251)["status"] == "unfinished"  # its last step not reached
     finally:
         marker.write_text(saved)
 
@@ -226,11 +237,11 @@ def test_sweep_stops_at_an_interrupted_run(lenet_sweep, tmp_path):
     shutil.copytree(root / result["rows"][0]["run"], tmp_path / result["rows"][0]["run"])
     (tmp_path / result["rows"][0]["run"] / sweep_tool.FINAL).unlink()
     logs: list[str] = []
-    out = sweep_tool.run_sweep(f"{LENET_SWEEP}:lrs=[0.2],seeds=[0,1]", tmp_path,
-                               [*TINY, "--config.train.num_steps=252", "--config.train.stop_after_steps=1"],
-                               log=logs.append)
+    out = _rows(sweep_tool.run_sweep(f"{LENET_SWEEP}:lrs=[0.2],seeds=[0,1]", tmp_path,
+                                     [*TINY, "--config.train.num_steps=252", "--config.train.stop_after_steps=1"],
+                                     log=logs.append))
     assert [line.split()[0] for line in logs if line.startswith("[")] == ["[run]", "[stopped]"]
-    assert [r["status"] for r in out["rows"]] == ["pending", "pending"]
+    assert [r["status"] for r in out["rows"]] == ["unfinished", "pending"]
     assert not (tmp_path / result["rows"][0]["run"] / sweep_tool.FINAL).exists()
     assert not (tmp_path / result["rows"][1]["run"]).exists()  # the second run never started
 
@@ -279,10 +290,10 @@ def test_ensemble_of_seeds_beats_the_best_member(lenet_sweep, tmp_path, capsys):
     assert evaluate.main(["--checkpoints", *dirs, "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "ensemble (probs)" in printed and "(2000 examples)" in printed
-    results = json.loads(out.read_text())["results"]
-    members = [results[d]["top1"] for d in dirs]
-    assert results["ensemble"]["top1"] >= max(members), results
-    assert results["ensemble"]["loss"] < min(results[d]["loss"] for d in dirs)  # averaging probabilities helps NLL
+    scores = json.loads(out.read_text())["results"]
+    members = [scores[d]["top1"] for d in dirs]
+    assert scores["ensemble"]["top1"] >= max(members), results
+    assert scores["ensemble"]["loss"] < min(scores[d]["loss"] for d in dirs)  # averaging probabilities helps NLL
     logits = evaluate.evaluate_ensemble([evaluate.load_member(d) for d in dirs],
                                         evaluate.eval_batches(evaluate.merged_config(json.loads(
                                             (pathlib.Path(dirs[0]) / "config.json").read_text()))), how="logits")
@@ -299,11 +310,11 @@ def test_report_chart_table_and_own_runs(lenet_sweep, tmp_path):
     root, _, _ = lenet_sweep
     rows = report.load_reference_rows(REPO / "tests" / "reference" / "models.csv")
     assert report.main(["--out", str(tmp_path), "--models", "alexnet*,vgg1[16],mobilenet_v3_small",
-                        "--results", str(root), "--reference", str(REPO / "tests" / "reference" / "models.csv")]) == 0
+                        "--reference", str(REPO / "tests" / "reference" / "models.csv")]) == 0
     for name in ("accuracy_vs_macs.png", "accuracy_vs_macs.svg", "model_sizes.csv", "model_sizes.md"):
         assert (tmp_path / name).stat().st_size > 200, name
     svg = (tmp_path / "accuracy_vs_macs.svg").read_text()
-    assert "torchvision 0.28 weights metadata" in svg and "Own runs" in svg and "000_base_lr0.2_seed0" in svg
+    assert "torchvision 0.28 weights metadata" in svg and "parameters" in svg
     table = {r["model"]: r for r in _csv(tmp_path / "model_sizes.csv")}
     # alexnet matches torchvision's row (same 61,100,840 parameters at 224), vgg16 likewise; the paper layout has
     # no row with its exact count and is listed without an accuracy.
@@ -314,8 +325,8 @@ def test_report_chart_table_and_own_runs(lenet_sweep, tmp_path):
     efficientnet_b2 = report.model_stats("efficientnet_b2")
     # torchvision's B2 row is at 288 px: the 260 px row (timm's TF weights) is the one that describes this network.
     assert report.match_reference(efficientnet_b2, rows)["top1"] == "79.612"
-    runs = report.load_runs(root)
-    assert len(runs) == 3 and all(r["params"] == 61_706 and r["dataset"] == "fashion_mnist" for r in runs)
+    runs = results.load_results([root])
+    assert len(runs) == 3 and all(r.params == 61_706 and r.config.data.name == "fashion_mnist" for r in runs)
 
 
 def _csv(path):

@@ -1,6 +1,6 @@
 """The single-axis scaling sweep (Tan & Le 2019, Fig. 3 vs compound): every run's overrides reach the model it
 trains, for EfficientNet-B0's body and for a width-only family (MobileNet v2). Planning builds each run's config
-and model (nothing is compiled); the committed docs/single_axis_sweep.png is the sweep run for real."""
+and model (nothing is compiled); docs/sweeps/single_axis holds the sweep run for real."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ SINGLE_AXIS = "experiments/sweeps/efficientnet_single_axis.py"
 def _plan(spec: str, base_config: str | None = None) -> list[sweep_tool.PlannedRun]:
     sweep = sweep_tool.load_sweep(spec)
     base = sweep_tool.load_config(base_config or sweep.base_config)
-    return sweep_tool.plan_stage(sweep, sweep.stages[0], base, {}, [])
+    return sweep_tool.plan_stage(sweep, sweep.stages[0], base, {}, [], check=False)  # sizes only: no dry run
 
 
 def test_single_axis_runs_scale_one_dimension_each():

@@ -118,7 +118,7 @@ def test_grayscale_and_pil_inputs():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("random_resize_crop", "unknown train op 'random_resize_crop'; known ops: random_resized_crop, flip"),
+    ("random_resize_crop", "unknown train op 'random_resize_crop'; known ops: random_resized_crop, resize, flip"),
     ("flip(q=1)", "op 'flip': bad arguments"),
     ("flip(2)", "op 'flip': probability p=2"),
     ("randaugment(2, 40)", "op 'randaugment': magnitude must be in [0, 10]"),
@@ -141,7 +141,7 @@ def test_input_and_stats_errors():
         transform(np.zeros((28, 28, 3), np.float32), np.random.default_rng(0))
     with pytest.raises(ValueError, match="mean and std"):
         T.make_train_transform("none", image_size=32, mean=(0.5, 0.5), std=(0.5, 0.5))
-    with pytest.raises(ValueError, match="unknown eval op 'center_crop'; known ops: resize_center_crop, none"):
+    with pytest.raises(ValueError, match="unknown eval op 'center_crop'; known ops: resize_center_crop, resize, none"):
         T.make_eval_transform("center_crop", image_size=32, crop_fraction=0.875, **IMAGENET)
 
 
@@ -387,6 +387,61 @@ def test_eval_resize_center_crop_matches_pil(interpolation, resample):
                                 interpolation=interpolation, **IMAGENET)(image)
     expected = np.asarray(Image.fromarray(image).resize((499, 332), resample).crop((99, 16, 399, 316)))
     np.testing.assert_array_equal(out, normalized(expected))
+
+
+def test_resize_nearest_doubles_every_pixel():
+    """``resize`` at twice the size with nearest neighbours: each pixel of a known pattern becomes a 2x2 block, then
+    the image is normalised; train op and eval spec alike."""
+    pattern = ((np.arange(28)[:, None] * 37 + np.arange(28)[None, :] * 11) % 256).astype(np.uint8)[..., None]
+    expected = normalized(pattern.repeat(2, axis=0).repeat(2, axis=1), FMNIST)
+    train = T.make_train_transform("resize", image_size=56, interpolation="nearest", **FMNIST)
+    np.testing.assert_array_equal(train(pattern, np.random.default_rng(0)), expected)
+    evaluate = T.make_eval_transform("resize", image_size=56, crop_fraction=0.875, interpolation="nearest", **FMNIST)
+    np.testing.assert_array_equal(evaluate(pattern), expected)
+    # The op's own argument overrides the configured interpolation.
+    by_argument = T.make_train_transform("resize(interpolation='nearest')", image_size=56, **FMNIST)
+    np.testing.assert_array_equal(by_argument(pattern, np.random.default_rng(0)), expected)
+
+
+@pytest.mark.parametrize("interpolation, resample", [("bilinear", Image.Resampling.BILINEAR),
+                                                     ("bicubic", Image.Resampling.BICUBIC),
+                                                     ("lanczos", Image.Resampling.LANCZOS)])
+def test_resize_matches_pil_at_a_non_integer_factor(interpolation, resample):
+    """28 -> 37 (x1.32) on real Fashion-MNIST images: exactly PIL's resize of the whole image, normalised; the
+    border is the image's background, not padding (no pixel is the pad value 0)."""
+    train = T.make_train_transform("resize", image_size=37, interpolation=interpolation, **FMNIST)
+    evaluate = T.make_eval_transform("resize", image_size=37, crop_fraction=0.875, interpolation=interpolation,
+                                     **FMNIST)
+    for image in fmnist_like(8):
+        resized = np.asarray(Image.fromarray(image[..., 0]).resize((37, 37), resample))[..., None]
+        expected = normalized(resized, FMNIST)
+        out = train(image, np.random.default_rng(0))
+        assert out.shape == (37, 37, 1) and out.dtype == np.float32
+        np.testing.assert_array_equal(out, expected)
+        np.testing.assert_array_equal(evaluate(image), expected)
+        assert not np.any(out == 0)
+
+
+def test_none_still_pads_whatever_the_interpolation():
+    """Spec ``none`` resamples nothing: a 28x28 image at 37 is normalised and zero-padded 4 before, 5 after."""
+    image = fmnist_like(1)[0]
+    expected = np.pad(normalized(image, FMNIST), ((4, 5), (4, 5), (0, 0)))
+    for interpolation in ("nearest", "bicubic"):
+        train = T.make_train_transform("none", image_size=37, interpolation=interpolation, **FMNIST)
+        np.testing.assert_array_equal(train(image, np.random.default_rng(0)), expected)
+        evaluate = T.make_eval_transform("none", image_size=37, crop_fraction=1.0, interpolation=interpolation,
+                                         **FMNIST)
+        np.testing.assert_array_equal(evaluate(image), expected)
+
+
+def test_bad_interpolation_is_named():
+    expected = "interpolation 'cubic' is not one of 'bilinear', 'bicubic', 'nearest', 'lanczos'"
+    with pytest.raises(ValueError, match=expected):
+        T.make_train_transform("resize", image_size=37, interpolation="cubic", **FMNIST)
+    with pytest.raises(ValueError, match=expected):
+        T.make_eval_transform("resize", image_size=37, crop_fraction=1.0, interpolation="cubic", **FMNIST)
+    with pytest.raises(ValueError, match=r"op 'resize': interpolation 'area' is not one of \["):
+        T.make_train_transform("resize(interpolation='area')", image_size=37, **FMNIST)
 
 
 def class_images(labels, size=16):

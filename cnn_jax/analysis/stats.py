@@ -95,6 +95,8 @@ class ModelStats:
       layers: the layers of the forward, in call order.
       unattributed_params: parameters owned by no layer seen while initialising (0 for every registered model).
       program_macs: conv + matmul multiply-adds counted on the traced program's primitives.
+      variables: the shapes of ``model.init``'s variables (``jax.ShapeDtypeStruct`` leaves), so that more can be
+        built on them (the trainer's state, in ``cnn_jax.train.dry_run``) without tracing the model again.
     """
 
     name: str
@@ -106,6 +108,7 @@ class ModelStats:
     layers: tuple[LayerStats, ...]
     unattributed_params: int
     program_macs: int
+    variables: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def _sum(self, field: str, kinds: tuple[str, ...] = LAYER_KINDS) -> int:
         return sum(getattr(layer, field) for layer in self.layers if layer.kind in kinds)
@@ -369,6 +372,7 @@ def analyze(
         layers=tuple(recorder.finish(variables.get("params", {}))),
         unattributed_params=params - sum(layer.params for layer in init_layers),
         program_macs=program_macs(closed.jaxpr),
+        variables=variables,
     )
 
 
@@ -388,13 +392,14 @@ def model_stats(
     train: bool = False,
     **overrides: Any,
 ) -> ModelStats:
-    """Counts a registered model, by default at its training resolution with the class count of its reference row.
+    """Counts a registered model, by default at its training resolution (``model_info`` for these overrides: e.g.
+    ``efficientnet_phi``'s follows phi and gamma) with the class count of its reference row.
 
     Unknown names raise the registry's ``ValueError`` (with close-name suggestions).
     """
     from cnn_jax.registry import create_model, model_info
 
-    info = model_info(name)
+    info = model_info(name, **overrides)
     num_classes = info.reference_classes if num_classes is None else num_classes
     model = create_model(name, num_classes=num_classes, **overrides)
     return analyze(model, resolution or info.resolution, batch=batch, train=train, name=name)

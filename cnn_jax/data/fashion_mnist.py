@@ -19,15 +19,29 @@ CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", 
 MEAN, STD = (0.2860,), (0.3530,)
 
 
-def _read_idx(path: pathlib.Path) -> np.ndarray:
-    """Reads a gzipped IDX file (LeCun's MNIST format: magic 0x00 0x00 dtype ndim, big-endian dims, data)."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
+def _idx_dims(data: bytes, path: os.PathLike) -> tuple[int, ...]:
+    """The dimensions in an IDX header (LeCun's MNIST format: magic 0x00 0x00 dtype ndim, big-endian dims, data)."""
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (header {data[:4]!r})")
     ndim = data[3]
-    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: IDX header of {ndim} dimensions is truncated")
+    return tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+
+
+def read_idx_dims(path: os.PathLike) -> tuple[int, ...]:
+    """The dimensions of a gzipped IDX file from its header alone (the first few bytes are decompressed)."""
+    with gzip.open(path, "rb") as f:
+        head = f.read(4)
+        return _idx_dims(head + f.read(4 * head[3] if len(head) == 4 else 0), path)
+
+
+def _read_idx(path: pathlib.Path) -> np.ndarray:
+    """Reads a gzipped IDX file (header as in :func:`read_idx_dims`, then the data, row-major)."""
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    dims = _idx_dims(data, path)
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * len(dims))
     if body.size != int(np.prod(dims)):
         raise ValueError(f"{path}: header says {dims} ({int(np.prod(dims))} bytes) but holds {body.size} bytes")
     return body.reshape(dims)

@@ -45,15 +45,18 @@ class Transforms:
 
 def make_transforms(config: ml_collections.ConfigDict, dataset: Dataset) -> Transforms:
     """The transforms named by ``config.data`` (``train_transform``, ``eval_transform``, ``batch_transform``,
-    ``image_size``, ``interpolation``) with the dataset's mean/std and the crop fraction of ``config.model.name``'s
-    registry metadata (``cnn_jax.model_info``)."""
+    ``image_size``, ``interpolation`` for the train and eval resizes) with the dataset's mean/std and the crop
+    fraction of the registry metadata (``cnn_jax.model_info``) of the model ``config.model`` builds: its name and
+    its other keys as overrides, as the trainer passes them to ``create_model``."""
     import cnn_jax
     from cnn_jax.data import transforms
 
     data, stats = config.data, {"mean": dataset.mean, "std": dataset.std}
-    crop_fraction = cnn_jax.model_info(config.model.name).crop_fraction
+    overrides = {key: value for key, value in config.model.items() if key != "name"}
+    crop_fraction = cnn_jax.model_info(config.model.name, **overrides).crop_fraction
     return Transforms(
-        train=transforms.make_train_transform(data.train_transform, image_size=data.image_size, **stats),
+        train=transforms.make_train_transform(data.train_transform, image_size=data.image_size,
+                                              interpolation=data.interpolation, **stats),
         eval=transforms.make_eval_transform(data.eval_transform, image_size=data.image_size,
                                             crop_fraction=crop_fraction, interpolation=data.interpolation, **stats),
         batch=transforms.make_batch_transform(data.batch_transform, num_classes=dataset.num_classes),

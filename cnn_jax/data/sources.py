@@ -24,7 +24,7 @@ import logging
 import os
 import pathlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -37,23 +37,30 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 @dataclasses.dataclass(frozen=True)
 class TFDSDefaults:
-    """Split names and normalisation statistics (of the training split) for a TFDS dataset."""
+    """Split names and normalisation statistics (of the training split) for a TFDS dataset, and the published
+    split sizes (TFDS catalog) that :func:`describe_dataset` reports for a dataset not prepared on this machine."""
 
     train_split: str
     eval_split: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    split_sizes: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 # Statistics: ImageNet's are torchvision's; CIFAR's are computed over the 50k training images (pixels in [0, 1]);
 # MNIST's are the customary 0.1307/0.3081; Imagenette is an ImageNet subset and uses ImageNet's.
 TFDS_DATASETS: dict[str, TFDSDefaults] = {
-    "imagenet2012": TFDSDefaults("train", "validation", IMAGENET_MEAN, IMAGENET_STD),
-    "imagenette": TFDSDefaults("train", "validation", IMAGENET_MEAN, IMAGENET_STD),
-    "cifar10": TFDSDefaults("train", "test", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": TFDSDefaults("train", "test", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "mnist": TFDSDefaults("train", "test", (0.1307,), (0.3081,)),
-    "fashion_mnist": TFDSDefaults("train", "test", fashion_mnist.MEAN, fashion_mnist.STD),
+    "imagenet2012": TFDSDefaults("train", "validation", IMAGENET_MEAN, IMAGENET_STD,
+                                 {"train": 1_281_167, "validation": 50_000}),
+    "imagenette": TFDSDefaults("train", "validation", IMAGENET_MEAN, IMAGENET_STD,
+                               {"train": 9_469, "validation": 3_925}),
+    "cifar10": TFDSDefaults("train", "test", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                            {"train": 50_000, "test": 10_000}),
+    "cifar100": TFDSDefaults("train", "test", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+                             {"train": 50_000, "test": 10_000}),
+    "mnist": TFDSDefaults("train", "test", (0.1307,), (0.3081,), {"train": 60_000, "test": 10_000}),
+    "fashion_mnist": TFDSDefaults("train", "test", fashion_mnist.MEAN, fashion_mnist.STD,
+                                  {"train": 60_000, "test": 10_000}),
 }
 MANUAL_DOWNLOADS = {"imagenet2012": "a directory holding ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar"}
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -92,6 +99,43 @@ class Dataset:
             return source if n is None or n >= len(source) else Head(source, n)
 
         return dataclasses.replace(self, train=cut(self.train, max_train), eval=cut(self.eval, max_eval))
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetMetadata:
+    """What :func:`load_dataset` would return, found without reading an example (:func:`describe_dataset`).
+
+    ``problem`` is None when :func:`load_dataset` would succeed, else why it would fail (naming the config key and
+    the directory). Sizes, classes and shape are given wherever they are known without the data, else None;
+    ``counts_from`` says where the sizes come from ("dataset_info.json", "IDX headers", "published split sizes",
+    "synthetic spec", "image files").
+    """
+
+    name: str
+    location: str  # where the data is, or where it was looked for
+    num_train: int | None
+    num_eval: int | None
+    num_classes: int | None
+    image_shape: tuple[int | None, int | None, int] | None
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    counts_from: str | None = None
+    note: str | None = None  # e.g. Fashion-MNIST prepared on first use
+    problem: str | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.problem is None
+
+    def subset(self, max_train: int | None = None, max_eval: int | None = None) -> DatasetMetadata:
+        """The sizes :meth:`Dataset.subset` would leave."""
+        def cut(n: int | None, limit: int | None) -> int | None:
+            if limit is not None and limit < 1:
+                raise ValueError(f"a subset needs at least one example, got {limit}")
+            return n if n is None or limit is None else min(n, limit)
+
+        return dataclasses.replace(self, num_train=cut(self.num_train, max_train),
+                                   num_eval=cut(self.num_eval, max_eval))
 
 
 class Head:
@@ -230,6 +274,79 @@ def load_dataset(name: str, data_dir: str | None = None, *, manual_dir: str | No
     return _tfds(name, data_dir or default_data_dir(), manual_dir, train_split, eval_split)
 
 
+def describe_dataset(name: str, data_dir: str | None = None, *, manual_dir: str | None = None,
+                     train_split: str | None = None, eval_split: str | None = None) -> DatasetMetadata:
+    """What :func:`load_dataset` with these arguments would return, without reading or preparing any data: TFDS
+    metadata (``dataset_info.json``, the builder's features), Fashion-MNIST's IDX headers, a folder's file list."""
+    if name == "synthetic" or name.startswith("synthetic:") or name.startswith("folder:"):
+        try:
+            dataset = load_dataset(name, train_split=train_split, eval_split=eval_split)
+        except (FileNotFoundError, ValueError) as error:
+            return DatasetMetadata(name, name.partition(":")[2], None, None, None, None, None, None,
+                                   problem=str(error))
+        synthetic = name.startswith("synthetic")
+        return DatasetMetadata(name, "generated" if synthetic else name[len("folder:"):], len(dataset.train),
+                               len(dataset.eval), dataset.num_classes, dataset.image_shape, dataset.mean, dataset.std,
+                               counts_from="synthetic spec" if synthetic else "image files")
+    return _describe_tfds(name, data_dir or default_data_dir(), manual_dir, train_split, eval_split)
+
+
+def _describe_tfds(name: str, data_dir: str, manual_dir: str | None, train_split: str | None,
+                   eval_split: str | None) -> DatasetMetadata:
+    from cnn_jax.data.tfds_builders import FashionMnistLocal
+
+    base = name.split(":")[0]
+    problem = note = None
+    try:
+        if base == "fashion_mnist":
+            builder = _fashion_mnist_builder(name, data_dir, manual_dir, prepare=False)
+        else:
+            builder = _named_builder(name, data_dir)
+            if not builder.is_prepared():
+                problem = _not_prepared_message(name, builder, data_dir, manual_dir)
+    except ValueError as error:  # not a TFDS name
+        return DatasetMetadata(name, data_dir, None, None, None, None, None, None, problem=str(error))
+    except FileNotFoundError as error:  # Fashion-MNIST: neither prepared nor its IDX files
+        problem, builder = str(error), FashionMnistLocal(data_dir=data_dir, file_format="array_record")
+    try:
+        shape, num_classes = _image_features(name, builder.info)
+    except ValueError as error:
+        return DatasetMetadata(name, builder.data_dir, None, None, None, None, None, None, problem=str(error))
+    defaults = _defaults(base, shape[-1])
+    location, counts_from = builder.data_dir, None
+    if builder.is_prepared():
+        sizes = {split: info.num_examples for split, info in builder.info.splits.items()}
+        counts_from = "dataset_info.json"
+        if "array_record" not in {f.value for f in builder.info.available_file_formats()}:
+            problem = _no_random_access_message(name, builder, data_dir, manual_dir)
+    elif problem is None:  # Fashion-MNIST with its IDX files: load_dataset prepares it first
+        location = manual_dir or fashion_mnist.DEFAULT_DIR
+        sizes = {split: fashion_mnist.read_idx_dims(pathlib.Path(location) / files[0])[0]
+                 for split, files in fashion_mnist.FILES.items()}
+        counts_from, note = "IDX headers", f"prepared into {builder.data_dir} on first use (about 15 s)"
+    else:
+        sizes = dict(defaults.split_sizes)
+        counts_from = "published split sizes" if sizes else None
+    counts = []
+    for split in (train_split or defaults.train_split, eval_split or defaults.eval_split):
+        try:
+            counts.append(_split_size(split, sizes) if sizes else None)
+        except ValueError:
+            counts.append(None)
+            problem = problem or f"dataset {name!r} has no split {split!r}; it has {sorted(sizes)}"
+    return DatasetMetadata(name, location, *counts, num_classes, shape, defaults.mean, defaults.std,
+                           counts_from=counts_from, note=note, problem=problem)
+
+
+def _split_size(split: str, sizes: Mapping[str, int]) -> int:
+    """Examples in a TFDS split spec (``train``, ``train[:90%]``, ``train+validation``) given the split sizes."""
+    from tensorflow_datasets.core import ReadInstruction, SplitInfo
+
+    infos = {name: SplitInfo(name=name, shard_lengths=[size], num_bytes=0) for name, size in sizes.items()}
+    return sum((part.to if part.to is not None else sizes[part.splitname]) - (part.from_ or 0)
+               for part in ReadInstruction.from_spec(split).to_absolute(infos))
+
+
 def _synthetic(name: str) -> Dataset:
     fields = name.split(":")[1:]
     try:
@@ -260,48 +377,71 @@ def _folder(name: str, train_split: str, eval_split: str) -> Dataset:
 
 def _tfds(name: str, data_dir: str, manual_dir: str | None, train_split: str | None,
           eval_split: str | None) -> Dataset:
-    import tensorflow_datasets as tfds
-
     base = name.split(":")[0]
     if base == "fashion_mnist":
         builder = _fashion_mnist_builder(name, data_dir, manual_dir)
     else:
-        try:
-            builder = tfds.builder(name, data_dir=data_dir)
-        except tfds.core.registered.DatasetNotFoundError:
-            raise ValueError(f"unknown dataset {name!r}: not a TFDS dataset, 'synthetic[:HxWxC...]' or "
-                             f"'folder:ROOT' (TFDS knows e.g. {', '.join(sorted(TFDS_DATASETS))})") from None
+        builder = _named_builder(name, data_dir)
         if not builder.is_prepared():
-            raise FileNotFoundError(
-                f"dataset {name!r} is not prepared: searched {builder.data_dir} under data_dir {data_dir}. Prepare "
-                f"it with `{prepare_command(base, data_dir, manual_dir)}`"
-                + (f" (--manual_dir: {MANUAL_DOWNLOADS[base]})" if base in MANUAL_DOWNLOADS else ""))
-    defaults = TFDS_DATASETS.get(base)
+            raise FileNotFoundError(_not_prepared_message(name, builder, data_dir, manual_dir))
     info = builder.info
+    shape, num_classes = _image_features(name, info)
+    if base not in TFDS_DATASETS:
+        logging.warning("no statistics recorded for %s: normalising with mean 0.5, std 0.25", name)
+    defaults = _defaults(base, shape[-1])
+    sources = []
+    for split in (train_split or defaults.train_split, eval_split or defaults.eval_split):
+        try:
+            source = TFDSSource(builder, split)
+        except NotImplementedError as error:  # prepared as TFRecord only
+            raise FileNotFoundError(_no_random_access_message(name, builder, data_dir, manual_dir)) from error
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"dataset {name!r} has no split {split!r}; it has {sorted(info.splits)}") from error
+        if None not in shape and int(np.prod(shape)) * len(source) <= IN_MEMORY_LIMIT_BYTES:
+            source = _in_memory(source, shape, _cache_path(builder.data_dir, split))
+        sources.append(source)
+    return Dataset(name, sources[0], sources[1], num_classes, defaults.mean, defaults.std, shape)
+
+
+def _named_builder(name: str, data_dir: str):
+    """TFDS's builder of ``name`` (prepared or not); a ValueError for a name TFDS does not know."""
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ValueError(f"unknown dataset {name!r}: not a TFDS dataset, 'synthetic[:HxWxC...]' or "
+                         f"'folder:ROOT' (TFDS knows e.g. {', '.join(sorted(TFDS_DATASETS))})") from None
+
+
+def _not_prepared_message(name: str, builder, data_dir: str, manual_dir: str | None) -> str:
+    base = name.split(":")[0]
+    return (f"dataset {name!r} is not prepared: searched {builder.data_dir} under {data_dir} (data.data_dir). "
+            f"Prepare it with `{prepare_command(base, data_dir, manual_dir)}`"
+            + (f" (--manual_dir: {MANUAL_DOWNLOADS[base]})" if base in MANUAL_DOWNLOADS else ""))
+
+
+def _no_random_access_message(name: str, builder, data_dir: str, manual_dir: str | None) -> str:
+    return (f"dataset {name!r} in {builder.data_dir} is stored as {builder.info.file_format.value}, which has no "
+            f"random access; prepare it as ArrayRecord with "
+            f"`{prepare_command(name.split(':')[0], data_dir, manual_dir)}` "
+            "(or `tfds build ... --file_format=array_record`)")
+
+
+def _image_features(name: str, info) -> tuple[tuple[int | None, ...], int]:
+    """(image shape HxWxC, number of classes) from a TFDS ``DatasetInfo``'s features (known before preparing)."""
     image_key, label_key = info.supervised_keys or ("image", "label")
     image_feature, label_feature = info.features[image_key], info.features[label_key]
     shape = tuple(image_feature.shape)
     if len(shape) != 3 or not hasattr(label_feature, "num_classes"):
         raise ValueError(f"dataset {name!r} is not an image-classification dataset: {image_key} has shape {shape}, "
                          f"{label_key} is {type(label_feature).__name__} (expected HxWxC images and a ClassLabel)")
-    if defaults is None:
-        logging.warning("no statistics recorded for %s: normalising with mean 0.5, std 0.25", name)
-        defaults = TFDSDefaults("train", "test", (0.5,) * shape[-1], (0.25,) * shape[-1])
-    sources = []
-    for split in (train_split or defaults.train_split, eval_split or defaults.eval_split):
-        try:
-            source = TFDSSource(builder, split)
-        except NotImplementedError as error:  # prepared as TFRecord only
-            raise FileNotFoundError(
-                f"dataset {name!r} in {builder.data_dir} is stored as {info.file_format.value}, which has no random "
-                f"access; prepare it as ArrayRecord with `{prepare_command(base, data_dir, manual_dir)}` "
-                "(or `tfds build ... --file_format=array_record`)") from error
-        except (KeyError, ValueError) as error:
-            raise ValueError(f"dataset {name!r} has no split {split!r}; it has {sorted(info.splits)}") from error
-        if None not in shape and int(np.prod(shape)) * len(source) <= IN_MEMORY_LIMIT_BYTES:
-            source = _in_memory(source, shape, _cache_path(builder.data_dir, split))
-        sources.append(source)
-    return Dataset(name, sources[0], sources[1], label_feature.num_classes, defaults.mean, defaults.std, shape)
+    return shape, label_feature.num_classes
+
+
+def _defaults(base: str, channels: int) -> TFDSDefaults:
+    """The recorded defaults of a TFDS dataset; for others the usual splits and a neutral normalisation."""
+    return TFDS_DATASETS.get(base) or TFDSDefaults("train", "test", (0.5,) * channels, (0.25,) * channels)
 
 
 def _cache_path(directory: str, split: str) -> pathlib.Path | None:
@@ -353,8 +493,9 @@ def _in_memory(source: TFDSSource, shape: tuple[int, ...], cache: pathlib.Path |
         return ArraySource(images, labels)
 
 
-def _fashion_mnist_builder(name: str, data_dir: str, manual_dir: str | None):
-    """The stock ``fashion_mnist`` when it is prepared as ArrayRecord, else the local builder (prepared here)."""
+def _fashion_mnist_builder(name: str, data_dir: str, manual_dir: str | None, *, prepare: bool = True):
+    """The stock ``fashion_mnist`` when it is prepared as ArrayRecord, else the local builder, prepared here from
+    the IDX files if it is not yet (``prepare=False``: returned unprepared). Without either, FileNotFoundError."""
     import tensorflow_datasets as tfds
 
     from cnn_jax.data.tfds_builders import FashionMnistLocal
@@ -368,12 +509,13 @@ def _fashion_mnist_builder(name: str, data_dir: str, manual_dir: str | None):
     idx_dir = manual_dir or fashion_mnist.DEFAULT_DIR
     missing = [n for pair in fashion_mnist.FILES.values() for n in pair if not os.path.exists(os.path.join(idx_dir, n))]
     if missing:
+        idx_key = "data.manual_dir" if manual_dir else "the default of data.manual_dir"
         raise FileNotFoundError(
-            f"Fashion-MNIST is not prepared in {builder.data_dir} (nor the stock fashion_mnist in "
-            f"{stock.data_dir}), and its IDX files are missing from {idx_dir} ({', '.join(missing)}). Install them "
-            f"with `{fashion_mnist.PREPARE_COMMAND}`, then prepare with "
+            f"Fashion-MNIST is not prepared in {builder.data_dir} (data.data_dir; nor the stock fashion_mnist in "
+            f"{stock.data_dir}), and its IDX files are missing from {idx_dir} ({idx_key}: {', '.join(missing)}). "
+            f"Install them with `{fashion_mnist.PREPARE_COMMAND}`, then prepare with "
             f"`{prepare_command('fashion_mnist', data_dir, manual_dir)}` (or let training prepare it on first use)")
-    return prepare_locked(builder, manual_dir=idx_dir)
+    return prepare_locked(builder, manual_dir=idx_dir) if prepare else builder
 
 
 def prepare_locked(builder, *, manual_dir: str | None = None):

@@ -5,20 +5,30 @@ HxWxC image (C = 1 or 3)::
 
     random_resized_crop,flip,randaugment(2,9)
     random_resized_crop(scale=0.08),flip,color_jitter(0.4,0.4,0.4),lighting(0.1)
+    resize,flip
     pad_crop(4),flip
     autoaugment,random_erasing(0.25)
     none
 
-Ops work in one of two domains: uint8 images (PIL; crops, flips, colour and AutoAugment/RandAugment ops) or
-normalised float32 (``(x / 255 - mean) / std``; zero padding, random erasing, lighting). The image is normalised
-once, at the first op that needs it or at the end; a uint8 op after a float op is an error. After the last op the
-image is centre padded (zeros, after normalisation) or centre cropped to ``image_size``, which makes spec ``none``
-on a 28x28 Fashion-MNIST image at ``image_size=32`` exactly the trainer's ``pipeline.preprocess(..., "none")``.
+Ops work in one of two domains: uint8 images (PIL; crops, resizes, flips, colour and AutoAugment/RandAugment ops)
+or normalised float32 (``(x / 255 - mean) / std``; zero padding, random erasing, lighting). The image is normalised
+once, at the first op that needs it or at the end; a uint8 op after a float op is an error.
+
+Two ways to bring an image to ``image_size``, chosen by the spec:
+- resampling: ``resize`` (the whole image to ``image_size`` x ``image_size`` with the configured interpolation;
+  ``resize(interpolation='nearest')`` picks another) or ``random_resized_crop``. A 28x28 Fashion-MNIST image at
+  ``image_size=37`` then shows the same garment with more pixels: what EfficientNet's resolution axis scales.
+- padding: after the last op the image is always centre zero-padded (zeros in the normalised domain, i.e. the
+  dataset mean) or centre cropped to ``image_size``. Spec ``none`` is this alone, so ``none`` on a 28x28 image at
+  ``image_size=32`` adds a 2-pixel empty border (LeNet-5's 32x32 input); ``pad_crop(4)`` pads this way before its
+  random crop.
 
 Every random draw comes from the ``np.random.Generator`` passed per call, so one seed gives one output.
 
 Evaluation specs: ``resize_center_crop`` (resize the shorter side to ``round(image_size / crop_fraction)``, centre
-crop ``image_size``) and ``none``. Batch specs (mixup / cutmix) act on normalised batches and produce soft targets.
+crop ``image_size``), ``resize`` (the whole image to ``image_size`` x ``image_size``, as the training op) and
+``none`` (centre zero-pad / crop only). Batch specs (mixup / cutmix) act on normalised batches and produce soft
+targets.
 """
 
 from __future__ import annotations
@@ -380,6 +390,7 @@ class _Context:
     mean: np.ndarray
     std: np.ndarray
     channels: int
+    interpolation: str  # the configured one (``config.data.interpolation``), the default of resize ops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -412,6 +423,15 @@ def _train_random_resized_crop(ctx: _Context, scale: float = 0.08, max_scale: fl
         return resized_crop(image, box, ctx.image_size, interpolation, draft)
 
     return _Op("random_resized_crop", "uint8", apply)
+
+
+def _train_resize(ctx: _Context, interpolation: str | None = None) -> _Op:
+    """The whole image resized to image_size x image_size (aspect ratio not kept), with ``interpolation`` or, by
+    default, the configured one."""
+    interpolation = interpolation or ctx.interpolation
+    _check("resize", interpolation in _INTERPOLATIONS,
+           f"interpolation {interpolation!r} is not one of {sorted(_INTERPOLATIONS)}")
+    return _Op("resize", "uint8", lambda image, rng: resize(image, ctx.image_size, interpolation))
 
 
 def _train_flip(ctx: _Context, p: float = 0.5) -> _Op:
@@ -465,6 +485,7 @@ def _train_random_erasing(ctx: _Context, p: float = 0.5, min_area: float = 0.02,
 
 TRAIN_OPS: dict[str, Callable[..., _Op]] = {
     "random_resized_crop": _train_random_resized_crop,
+    "resize": _train_resize,
     "flip": _train_flip,
     "pad_crop": _train_pad_crop,
     "color_jitter": _train_color_jitter,
@@ -473,7 +494,7 @@ TRAIN_OPS: dict[str, Callable[..., _Op]] = {
     "randaugment": _train_randaugment,
     "random_erasing": _train_random_erasing,
 }
-EVAL_OPS = ("resize_center_crop", "none")
+EVAL_OPS = ("resize_center_crop", "resize", "none")
 BATCH_OPS = ("mixup", "cutmix")
 
 _OP_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?$", re.S)
@@ -533,26 +554,29 @@ def _build(factory: Callable[..., Any], name: str, leading: Sequence[Any], args:
     return factory(*leading, *args, **kwargs)
 
 
-def _context(image_size: int, mean: Sequence[float], std: Sequence[float]) -> _Context:
+def _context(image_size: int, mean: Sequence[float], std: Sequence[float], interpolation: str) -> _Context:
     if not isinstance(image_size, int) or image_size <= 0:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     if len(mean) != len(std) or len(mean) not in (1, 3):
         raise ValueError(f"mean and std must both have 1 or 3 entries (one per channel), got {mean!r} and {std!r}")
     if min(std) <= 0:
         raise ValueError(f"std must be positive, got {std!r}")
-    return _Context(image_size, np.asarray(mean, np.float32), np.asarray(std, np.float32), len(mean))
+    if interpolation not in _INTERPOLATIONS:
+        raise ValueError(f"interpolation {interpolation!r} is not one of {', '.join(map(repr, _INTERPOLATIONS))}")
+    return _Context(image_size, np.asarray(mean, np.float32), np.asarray(std, np.float32), len(mean), interpolation)
 
 
-def make_train_transform(spec: str, *, image_size: int, mean: Sequence[float], std: Sequence[float]
-                         ) -> TrainTransform:
+def make_train_transform(spec: str, *, image_size: int, mean: Sequence[float], std: Sequence[float],
+                         interpolation: str = "bicubic") -> TrainTransform:
     """One training image ``uint8 HxWxC`` (C = len(mean); or a PIL image, e.g. from :func:`open_image`) plus a
     ``np.random.Generator`` -> float32 ``(image_size, image_size, C)``, normalised with mean/std.
 
     ``spec``: comma-separated ops from :data:`TRAIN_OPS` with optional Python-literal arguments, or "none"/"".
     Normalisation happens before the first float op (pad_crop, lighting, random_erasing) or at the end; the result
-    is centre zero-padded or centre cropped to ``image_size``.
+    is centre zero-padded or centre cropped to ``image_size``. ``interpolation`` (PIL: "nearest", "bilinear",
+    "bicubic", "lanczos") is the default of the ``resize`` op; ``random_resized_crop`` keeps its own argument.
     """
-    ctx = _context(image_size, mean, std)
+    ctx = _context(image_size, mean, std, interpolation)
     ops: list[_Op] = []
     if spec.strip() not in ("", "none"):
         for text in _split_top_level(spec, ","):
@@ -585,6 +609,11 @@ def make_train_transform(spec: str, *, image_size: int, mean: Sequence[float], s
     return transform
 
 
+def resize(image: Image.Image, size: int, interpolation: str) -> Image.Image:
+    """The whole image resized to ``size`` x ``size`` (PIL ``interpolation``; a non-square image is stretched)."""
+    return image.resize((size, size), _INTERPOLATIONS[interpolation])
+
+
 def resize_shorter_side(image: Image.Image, size: int, interpolation: str) -> Image.Image:
     """Resize so the shorter side is ``size``; the longer side keeps the aspect ratio (rounded)."""
     width, height = image.size
@@ -600,18 +629,19 @@ def make_eval_transform(spec: str, *, image_size: int, crop_fraction: float, mea
     """One evaluation image (uint8 HxWxC array or PIL image) -> float32 ``(image_size, image_size, C)``.
 
     ``resize_center_crop``: resize the shorter side to ``round(image_size / crop_fraction)`` with PIL
-    ``interpolation`` ("bicubic" | "bilinear"), centre crop ``image_size`` (offsets ``(extent - size) // 2``),
-    normalise. ``crop_fraction`` 0.875 is the ResNet/Inception convention (224 of 256). EfficientNet's TF code crops
-    ``image_size / (image_size + CROP_PADDING)`` of the shorter side with ``CROP_PADDING = 32`` and resizes that to
-    ``image_size``; the same region comes from ``crop_fraction = image_size / (image_size + 32)`` here (B0: 224/256,
-    B3: 300/332, B7: 600/632), which resizes to ``image_size + 32`` and then crops.
-    ``none``: normalise, then centre zero-pad / centre crop to ``image_size`` (Fashion-MNIST, CIFAR).
+    ``interpolation`` ("nearest", "bilinear", "bicubic", "lanczos"), centre crop ``image_size`` (offsets
+    ``(extent - size) // 2``), normalise. ``crop_fraction`` 0.875 is the ResNet/Inception convention (224 of 256).
+    EfficientNet's TF code crops ``image_size / (image_size + CROP_PADDING)`` of the shorter side with
+    ``CROP_PADDING = 32`` and resizes that to ``image_size``; the same region comes from
+    ``crop_fraction = image_size / (image_size + 32)`` here (B0: 224/256, B3: 300/332, B7: 600/632), which resizes
+    to ``image_size + 32`` and then crops.
+    ``resize``: resize the whole image to ``image_size`` x ``image_size`` with ``interpolation`` (the training
+    op ``resize``), normalise; ``crop_fraction`` is not used.
+    ``none``: normalise, then centre zero-pad / centre crop to ``image_size`` (28x28 Fashion-MNIST at 32, CIFAR).
     """
-    ctx = _context(image_size, mean, std)
+    ctx = _context(image_size, mean, std, interpolation)
     if spec not in EVAL_OPS:
         raise ValueError(f"unknown eval op {spec!r}; known ops: {', '.join(EVAL_OPS)}")
-    if interpolation not in ("bicubic", "bilinear"):
-        raise ValueError(f"interpolation {interpolation!r} is not one of 'bicubic', 'bilinear'")
     if not 0 < crop_fraction <= 1:
         raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
     resize_to = round(image_size / crop_fraction)
@@ -619,6 +649,8 @@ def make_eval_transform(spec: str, *, image_size: int, crop_fraction: float, mea
     def transform(image: ImageLike) -> np.ndarray:
         if spec == "resize_center_crop":
             image = resize_shorter_side(_to_pil(image, ctx.channels), resize_to, interpolation)
+        elif spec == "resize":
+            image = resize(_to_pil(image, ctx.channels), image_size, interpolation)
         elif isinstance(image, Image.Image):
             image = _to_pil(image, ctx.channels)
         else:

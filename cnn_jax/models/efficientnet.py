@@ -10,7 +10,8 @@ Two modes, kept apart:
   1.2/1.1/1.15 (B1 keeps width 1.0; B7 depth 3.1 vs 1.2^7 = 3.58), so they are a lookup table, not a formula.
   Parameter counts equal torchvision/timm's.
 - ``efficientnet_phi``: any real ``phi`` and any (alpha, beta, gamma) through :func:`compound_scale`, for scaling
-  sweeps; its input size is :func:`efficientnet_phi_resolution`.
+  sweeps; its input size is :func:`efficientnet_phi_resolution` (``model_info("efficientnet_phi", phi=..,
+  gamma=..)`` follows the arguments).
 
 Blocks: MBConv (``mbconv.InvertedResidual``) with swish, squeeze-and-excitation with ``int(0.25 x block input)``
 channels (``se_rule='input'``, the TF builder's; ``'expanded'`` would reduce from the expanded width) and a sigmoid
@@ -43,6 +44,7 @@ seed each, phi = 1 at 37 px, batch 64).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -197,8 +199,10 @@ for _variant, _params in EFFICIENTNET_PARAMS.items():
         drop_rate=_params.dropout,
     )
 
-register_model(
-    "efficientnet_phi",
-    EfficientNetPhi,
-    _info(efficientnet_phi_resolution(1.0), "Table 1 (B0) scaled by Sec. 3.3 Eq. 3 (phi = 1 by default)", None),
-)
+def _phi_info(arguments: Mapping[str, Any]) -> ModelInfo:
+    """``efficientnet_phi``'s metadata follows its ``phi`` and ``gamma``: input size ``224 * gamma^phi``."""
+    return _info(efficientnet_phi_resolution(arguments["phi"], arguments["gamma"]),
+                 "Table 1 (B0) scaled by Sec. 3.3 Eq. 3 (phi = 1 by default)", None)
+
+
+register_model("efficientnet_phi", EfficientNetPhi, _phi_info)

@@ -2,7 +2,7 @@
 per-layer plots of memory / parameters / FLOPs.
 
   python -m cnn_jax.tools.report --out docs/                       # chart + table for every registered model
-  python -m cnn_jax.tools.report --out docs/ --results /tmp/compound  # plus own runs (a sweep dir or workdirs)
+  python -m cnn_jax.tools.report --out DIR --results /tmp/compound /tmp/axes --table --x macs  # own runs
   python -m cnn_jax.tools.report --out docs/ --layers alexnet --layers vgg16
 
 Top-1 accuracies are the ImageNet-1k validation rows of ``shared/reference/models.csv`` (``tests/reference`` holds
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import pathlib
 import re
 import sys
@@ -100,49 +99,19 @@ def short_source(source: str) -> str:
 # Own runs.
 
 
-def load_runs(results: pathlib.Path) -> list[dict[str, Any]]:
-    """Finished runs under ``results``: a sweep directory (``sweep.json``) or training workdirs (``config.json``).
+def report_results(roots: Sequence[pathlib.Path], out: pathlib.Path, *, table: bool, axis: str = "macs"
+                   ) -> list[pathlib.Path]:
+    """``runs.{png,svg}`` (top-1 against ``axis``, seeds aggregated) of every run under ``roots`` and, with
+    ``table``, ``results.{md,csv}`` (one row per point)."""
+    from cnn_jax.tools import results
 
-    Each: ``name``, ``top1``, ``params``, ``macs``, ``dataset``, ``model``.
-    """
-    from cnn_jax.tools import sweep as sweep_tool
-
-    workdirs = sorted({p.parent for p in results.rglob("config.json")})
-    if not workdirs:
-        raise FileNotFoundError(f"{results}: no training workdir (config.json) found under it")
-    runs = []
-    for workdir in workdirs:
-        metrics = _final_top1(workdir)
-        if metrics is None:
-            continue
-        config = load_workdir_config(workdir)
-        params, macs = sweep_tool.run_size(config)
-        runs.append({"name": str(workdir.relative_to(results)) if workdir != results else workdir.name,
-                     "top1": metrics, "params": params, "macs": macs, "dataset": config.data.name,
-                     "model": config.model.name})
-    return runs
-
-
-def _final_top1(workdir: pathlib.Path) -> float | None:
-    marker = workdir / "final_metrics.json"
-    if marker.exists():
-        return json.loads(marker.read_text())["metrics"]["eval/top1"]
-    if not (workdir / "metrics.jsonl").exists():
-        return None
-    from cnn_jax.train.metrics import read_metrics
-
-    evals = [r for r in read_metrics(workdir) if "eval/top1" in r]
-    return evals[-1]["eval/top1"] if evals else None
-
-
-def load_workdir_config(workdir: str | pathlib.Path):
-    """The ``ConfigDict`` a training run wrote to ``workdir/config.json``."""
-    import ml_collections
-
-    path = pathlib.Path(workdir) / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a training workdir (no config.json)")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    records = results.load_results(roots)
+    points = results.group_points(records)
+    paths = results.plot_runs(points, out / "runs", axis=axis,
+                              title=f"eval top-1 vs {axis}: {', '.join(pathlib.Path(r).name for r in roots)}")
+    if table:
+        paths += list(results.write_table(points, out / "results"))
+    return paths
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -158,17 +127,19 @@ def _pyplot():
     return plt
 
 
-def bubble_chart(points: Sequence[ReferencePoint], out: pathlib.Path, *, runs: Sequence[dict[str, Any]] = (),
+def bubble_chart(points: Sequence[ReferencePoint], out: pathlib.Path, *,
                  reference_path: pathlib.Path = DEFAULT_REFERENCE) -> list[pathlib.Path]:
     """``accuracy_vs_macs.{png,svg}``: ImageNet top-1 vs GMACs, bubble area proportional to parameters, one
-    colour per family; a second panel holds own runs (their dataset named) when ``runs`` is given."""
+    colour per family; the family legend uses equal markers and a separate key gives the bubble scale."""
+    from matplotlib.lines import Line2D
+
+    from cnn_jax.tools.results import place_labels
+
     plt = _pyplot()
     plotted = [p for p in points if p.top1 is not None]
     if not plotted:
         raise ValueError("no registered model has a reference accuracy row with its exact parameter count")
-    panels = 2 if runs else 1
-    fig, axes = plt.subplots(1, panels, figsize=(11 if panels == 1 else 16, 7.5), squeeze=False)
-    ax = axes[0][0]
+    fig, ax = plt.subplots(figsize=(13, 7.5))
     families = sorted({p.family for p in plotted})
     cmap = plt.get_cmap("tab20")
     colour = {f: cmap(i % 20) for i, f in enumerate(families)}
@@ -177,42 +148,34 @@ def bubble_chart(points: Sequence[ReferencePoint], out: pathlib.Path, *, runs: S
         members = [p for p in plotted if p.family == family]
         ax.scatter([p.stats.macs / 1e9 for p in members], [p.top1 for p in members],
                    s=[max(8.0, p.stats.params * scale) for p in members], color=colour[family], alpha=0.55,
-                   edgecolors="black", linewidths=0.4, label=family)
-    for p in plotted:
-        ax.annotate(p.name, (p.stats.macs / 1e9, p.top1), fontsize=5.5, xytext=(3, 2), textcoords="offset points")
+                   edgecolors="black", linewidths=0.4)
     ax.set_xscale("log")
     ax.set_xlabel("GMACs per image (multiply-adds; what papers call FLOPs), at the model's default resolution")
     ax.set_ylabel("ImageNet-1k val top-1 (%)")
     ax.set_title("Accuracy vs operations (bubble area = parameters)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=6, ncol=2, loc="lower right", markerscale=0.5)
-    if runs:
-        rax = axes[0][1]
-        run_scale = 800 / max(r["params"] for r in runs)
-        for dataset in sorted({r["dataset"] for r in runs}):
-            members = [r for r in runs if r["dataset"] == dataset]
-            rax.scatter([r["macs"] / 1e6 for r in members], [100 * r["top1"] for r in members],
-                        s=[max(8.0, r["params"] * run_scale) for r in members], alpha=0.55, edgecolors="black",
-                        linewidths=0.4, label=dataset)
-        for r in runs:
-            rax.annotate(r["name"], (r["macs"] / 1e6, 100 * r["top1"]), fontsize=5, xytext=(3, 2),
-                         textcoords="offset points")
-        if max(r["macs"] for r in runs) > 5 * min(r["macs"] for r in runs):
-            rax.set_xscale("log")
-        rax.set_xlabel("MMACs per image at the run's input size")
-        rax.set_ylabel("eval top-1 (%)")
-        rax.set_title("Own runs (bubble area = parameters)")
-        rax.grid(alpha=0.3, which="both")
-        rax.legend(fontsize=7)
+    ax.margins(x=0.05, y=0.06)
+    family_key = ax.legend(handles=[Line2D([], [], ls="", marker="o", ms=7, color=colour[f], alpha=0.7,
+                                           markeredgecolor="black", markeredgewidth=0.4, label=f)
+                                    for f in families],
+                           title="family", fontsize=7, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                           frameon=False)
+    ax.add_artist(family_key)
+    sizes = [5e6, 25e6, 100e6]
+    ax.legend(handles=[Line2D([], [], ls="", marker="o", ms=(s * scale) ** 0.5, markerfacecolor="none",
+                              markeredgecolor="grey", label=f"{s / 1e6:g} M") for s in sizes],
+              title="parameters\n(bubble area)", fontsize=7, title_fontsize=8, loc="lower left",
+              bbox_to_anchor=(1.01, 0.0), frameon=False, labelspacing=2.2, borderpad=1.2)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    place_labels(ax, fig, [(p.stats.macs / 1e9, p.top1, p.name) for p in plotted], fontsize=5.5)
     sources = sorted({short_source(p.source) for p in plotted if p.source})
     caption = (f"Top-1: ImageNet-1k validation, single crop, from {reference_path.name} of shared/reference "
                f"(the row with the model's exact parameter count and input size). Sources: {'; '.join(sources)}. "
                "Parameters and MACs counted by cnn_jax.analysis.")
-    fig.text(0.01, 0.005, "\n".join(_wrap(caption, 190 if panels == 2 else 140)), fontsize=6.5, va="bottom")
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.text(0.01, 0.005, "\n".join(_wrap(caption, 160)), fontsize=6.5, va="bottom")
     paths = [out / "accuracy_vs_macs.png", out / "accuracy_vs_macs.svg"]
     for path in paths:
-        fig.savefig(path, dpi=150)
+        fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return paths
 
@@ -289,13 +252,19 @@ def layer_plot(stats: ModelStats, out: pathlib.Path) -> list[pathlib.Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cnn_jax.tools.report", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=pathlib.Path, required=True, help="output directory (e.g. docs/)")
-    parser.add_argument("--results", type=pathlib.Path, help="own runs: a sweep directory or training workdirs")
+    parser.add_argument("--results", type=pathlib.Path, nargs="+", metavar="DIR",
+                        help="own runs: sweep directories and/or training workdirs; writes runs.{png,svg} (no "
+                             "reference chart unless --chart)")
+    parser.add_argument("--table", action="store_true", help="with --results: results.{md,csv}, one row per point "
+                        "(runs differing only in seed), top-1/top-5 as mean ± std over seeds")
+    parser.add_argument("--x", default="macs", help="with --results: x axis of runs.png: macs, params, resolution "
+                        "or a config key (e.g. optimizer.base_lr)")
     parser.add_argument("--models", default="*",
                         help="comma-separated shell patterns of registered models for the chart and table")
     parser.add_argument("--layers", action="append", default=[], metavar="MODEL",
                         help="per-layer plot of this model (repeatable); with it, no chart unless --chart")
     parser.add_argument("--resolution", type=int, help="with --layers: input size (default: the model's)")
-    parser.add_argument("--chart", action="store_true", help="draw the chart and table even with --layers")
+    parser.add_argument("--chart", action="store_true", help="draw the chart and table even with --layers/--results")
     parser.add_argument("--reference", type=pathlib.Path, default=DEFAULT_REFERENCE, help="models.csv")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -304,15 +273,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             stats = model_stats(name, args.resolution)
             for path in layer_plot(stats, args.out):
                 print(f"wrote {path}")
-        if args.layers and not args.chart:
+        if args.results:
+            for path in report_results(args.results, args.out, table=args.table, axis=args.x):
+                print(f"wrote {path}")
+        elif args.table:
+            parser.error("--table needs --results DIR...")
+        if (args.layers or args.results) and not args.chart:
             return 0
         names = sorted({n for pattern in args.models.split(",") for n in list_models(pattern.strip())})
         if not names:
             parser.error(f"no registered model matches {args.models!r}")
         points = reference_points(names, load_reference_rows(args.reference))
-        runs = load_runs(args.results) if args.results else []
-        for path in (*bubble_chart(points, args.out, runs=runs, reference_path=args.reference),
-                     *write_table(points, args.out)):
+        for path in (*bubble_chart(points, args.out, reference_path=args.reference), *write_table(points, args.out)):
             print(f"wrote {path}")
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))

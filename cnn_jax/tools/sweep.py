@@ -1,34 +1,43 @@
-"""Run a sweep locally, or write its launch commands for a cluster; then tabulate and plot its results.
+"""Run a sweep study locally, as one shell script, or as chained SLURM job arrays; then tabulate and plot it.
 
 A sweep file (``experiments/sweeps/*.py``) holds ``BASE_CONFIG`` (an experiment config path, relative to the
-repository root) and either ``get_sweep(**args) -> list[dict]`` (one stage) or ``get_stages(**args) ->
-list[cnn_jax.sweeps.Stage]`` (stages that see the results of the earlier ones, e.g. search then scale).
-``path.py:key=value,...`` passes arguments to it::
+repository root), optionally ``SEEDS`` (every run repeated once per seed; ``--seeds`` overrides it), and either
+``get_sweep(**args) -> list[dict]`` (one stage) or ``get_stages(**args) -> list[cnn_jax.sweeps.Stage]`` (stages
+that see the results of the earlier ones, e.g. search then scale). ``path.py:key=value,...`` passes arguments::
 
-  python -m cnn_jax.tools.sweep experiments/sweeps/efficientnet_compound.py --workdir /tmp/compound
-  python -m cnn_jax.tools.sweep experiments/sweeps/lenet_lr.py --workdir DIR --config.train.num_steps=50
-  python -m cnn_jax.tools.sweep experiments/sweeps/lenet_lr.py --workdir DIR --emit shell > commands.sh
-  python -m cnn_jax.tools.sweep experiments/sweeps/lenet_lr.py --workdir DIR --emit slurm --slurm-arg=--gres=gpu:1
-  python -m cnn_jax.tools.sweep experiments/sweeps/lenet_lr.py --workdir DIR --summary-only
+  python -m cnn_jax.tools.sweep experiments/sweeps/lenet_lr.py --workdir DIR                 # run here, in order
+  python -m cnn_jax.tools.sweep SWEEP --workdir DIR --emit shell --out study.sh             # the study as a script
+  python -m cnn_jax.tools.sweep SWEEP --workdir DIR --submit slurm --slurm-arg=--gres=gpu:1  # the study on SLURM
+  python -m cnn_jax.tools.sweep SWEEP --workdir DIR --summary-only                          # table and plot
 
 Every run trains in ``DIR/[stage/]<run name>`` with its overrides applied to the locked base config (then the
-``--config.key=value`` arguments, applied to every run). All run configs are built and their models constructed
-before anything trains, so an unknown key or model argument fails at once. A run is *finished* when it has
-``final_metrics.json`` (written here) or its ``metrics.jsonl`` holds an eval at the final step (a run launched from
-the emitted commands); finished runs are skipped on relaunch. ``DIR/summary.{csv,md}`` collect every run's final
-metrics, parameters and MACs (``cnn_jax.analysis``), and ``DIR/summary.{png,svg}`` plots top-1 against MACs.
+``--config.key=value`` arguments, applied to every run). Every config of a stage is checked before anything of
+the stage trains or is submitted (keys, model arguments, dataset, batch layout: ``cnn_jax.train.dry_run``). A run
+is *finished* when it has ``final_metrics.json`` (written here) or its ``metrics.jsonl`` holds an eval at the final
+step (a run launched by a script or a job); finished runs are skipped on relaunch.
+
+A study is a sequence of jobs: per stage, the launch commands of its unfinished runs (``DIR/plan/<stage>.commands``,
+one ``launch.py`` command per line, run in order by the shell script or as one SLURM array task each); between two
+stages, a plan job (``--plan <stage>``) that reads the earlier results, picks what to run next (or refuses, e.g. a
+search whose winner is within seed noise: ``cnn_jax.sweeps.select_best``) and writes that stage's commands; last, a
+summary job (``--summary-only``). SLURM jobs are chained with ``--dependency=afterok`` (the summary: ``afterany``,
+so a refused or failed study still gets its table) and ``--kill-on-invalid-dep=yes``.
+
+Outputs in DIR: ``sweep.json`` (every planned run with its config), ``summary.{md,csv}`` (one row per point: runs
+that differ only in their seed, top-1/top-5 as mean ± std (n)), ``summary_runs.csv`` (one row per run) and
+``summary.{png,svg}`` (top-1 against ``--x``: macs, params, resolution or a config key).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import csv
 import dataclasses
 import importlib.util
 import json
 import pathlib
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,10 +46,10 @@ from typing import Any
 import ml_collections
 
 from cnn_jax import sweeps
+from cnn_jax.tools import results
+from cnn_jax.tools.results import FINAL
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-FINAL = "final_metrics.json"
-METRIC_KEYS = ("eval/top1", "eval/top5", "eval/loss")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -103,10 +112,12 @@ def _literal(text: str) -> Any:
 
 @dataclasses.dataclass
 class SweepFile:
+    spec: str  # as given: "path.py[:k=v,...]"
     path: pathlib.Path
     base_config: str
     stages: list[sweeps.Stage]
     single_stage: bool
+    seeds: tuple[int, ...] | None  # the file's SEEDS: every run repeated once per seed (None: as planned)
 
 
 def load_sweep(spec: str) -> SweepFile:
@@ -118,6 +129,8 @@ def load_sweep(spec: str) -> SweepFile:
     base = getattr(module, "BASE_CONFIG", None)
     if not isinstance(base, str):
         raise AttributeError(f"{path}: a sweep file must define BASE_CONFIG = 'experiments/...py' (the base config)")
+    seeds = getattr(module, "SEEDS", None)
+    seeds = tuple(int(s) for s in seeds) if seeds is not None else None
     if hasattr(module, "get_stages"):
         stages = list(module.get_stages(**kwargs))
         if not stages or not all(isinstance(s, sweeps.Stage) for s in stages):
@@ -125,10 +138,11 @@ def load_sweep(spec: str) -> SweepFile:
         names = [s.name for s in stages]
         if len(set(names)) != len(names):
             raise ValueError(f"{path}: stage names must be unique; got {names}")
-        return SweepFile(path, base, stages, single_stage=False)
+        return SweepFile(spec, path, base, stages, single_stage=False, seeds=seeds)
     if hasattr(module, "get_sweep"):
         runs = list(module.get_sweep(**kwargs))
-        return SweepFile(path, base, [sweeps.Stage("runs", lambda previous: runs)], single_stage=True)
+        stage = sweeps.Stage(results.SINGLE_STAGE, lambda previous: runs, size=len(runs))
+        return SweepFile(spec, path, base, [stage], single_stage=True, seeds=seeds)
     raise AttributeError(f"{path}: a sweep file must define get_sweep() or get_stages()")
 
 
@@ -192,19 +206,44 @@ class PlannedRun:
         return root / self.name
 
 
+class PlanError(ValueError):
+    """A stage cannot be planned: earlier runs unfinished, the search refused, or a config fails its check."""
+
+
+def check_configs(planned: Sequence[PlannedRun]) -> None:
+    """Dry-runs every planned config (dataset, batch layout, model, schedule: ``cnn_jax.train.dry_run``) and
+    raises :class:`PlanError` listing every problem, so nothing is submitted or trained with a broken point."""
+    from cnn_jax.train.dry_run import dry_run
+
+    problems, checked = [], set()
+    for run in planned:
+        config = run.config.to_dict()
+        config.pop(sweeps.SEED_KEY, None)
+        key = json.dumps(config, sort_keys=True, default=str)
+        if key in checked:  # another seed of a checked point
+            continue
+        checked.add(key)
+        problems += [f"{run.name}: {p}" for p in dry_run(run.config).problems]
+    if problems:
+        raise PlanError("the dry run of the planned configs failed:\n  " + "\n  ".join(problems))
+
+
 def plan_stage(sweep: SweepFile, stage: sweeps.Stage, base: ml_collections.ConfigDict, cli: Mapping[str, Any],
-               previous: list[dict[str, Any]], *, check_models: bool = True) -> list[PlannedRun]:
-    """The runs of one stage with their configs; every config is checked (keys, model arguments) here."""
+               previous: list[dict[str, Any]], *, seeds: Sequence[int] | None = None,
+               check: bool = True) -> list[PlannedRun]:
+    """The runs of one stage (each once per seed) with their configs; every config is built (keys, model
+    arguments) and, with ``check``, dry-run here."""
     from cnn_jax.train.loop import build_model
 
-    runs = stage.runs(previous)
+    # The index in a run's name is its point's: running more seeds later keeps the names of the runs already done.
+    runs = [(index, seeded) for index, run in enumerate(stage.runs(previous))
+            for seeded in sweeps.with_seeds([run], seeds)]
     planned, seen = [], set()
-    for index, overrides in enumerate(runs):
+    for index, overrides in runs:
         overrides = {**overrides, "_stage": stage.name}
         try:
             config = sweeps.apply_overrides(base, {**overrides, **cli})
-            if check_models:
-                build_model(config)  # unknown model arguments raise here, not after hours of other runs
+            build_model(config)  # unknown model arguments raise here, not after hours of other runs
         except (KeyError, TypeError, ValueError) as error:
             raise type(error)(f"{sweep.path} stage {stage.name!r} run {index} {sweeps.config_keys(overrides)}: "
                               f"{error}") from None
@@ -214,42 +253,14 @@ def plan_stage(sweep: SweepFile, stage: sweeps.Stage, base: ml_collections.Confi
             raise ValueError(f"{sweep.path}: two runs are named {name!r}; give them distinct '_name' labels")
         seen.add(name)
         planned.append(PlannedRun(name, stage.name, overrides, config))
+    if check:
+        check_configs(planned)
     return planned
 
 
-_TOTAL_STEPS_CACHE: dict[tuple, int] = {}
-
-
-def total_steps(config: ml_collections.ConfigDict) -> int:
-    """The run's final step (``Schedule.resolve``; an epoch-based run loads the dataset once to count it)."""
-    if config.train.num_steps is not None:
-        return int(config.train.num_steps)
-    from cnn_jax.data import sources
-    from cnn_jax.train.loop import Schedule
-
-    key = (config.data.name, config.data.data_dir, config.data.max_train_examples)
-    if key not in _TOTAL_STEPS_CACHE:
-        dataset = sources.load_dataset(config.data.name, config.data.data_dir, manual_dir=config.data.manual_dir,
-                                       train_split=config.data.train_split).subset(config.data.max_train_examples)
-        _TOTAL_STEPS_CACHE[key] = len(dataset.train)
-    return Schedule.resolve(config, _TOTAL_STEPS_CACHE[key]).total_steps
-
-
-def final_metrics(run: PlannedRun, root: pathlib.Path) -> dict[str, float] | None:
-    """The run's final eval metrics if it finished, else None."""
-    workdir = run.workdir(root)
-    marker = workdir / FINAL
-    if marker.exists():
-        return json.loads(marker.read_text())["metrics"]
-    log = workdir / "metrics.jsonl"
-    if not log.exists():
-        return None
-    from cnn_jax.train.metrics import read_metrics
-
-    evals = [r for r in read_metrics(workdir) if "eval/top1" in r]
-    if evals and evals[-1]["step"] >= total_steps(run.config):
-        return {k: v for k, v in evals[-1].items() if k.startswith("eval/")}
-    return None
+def record(run: PlannedRun, root: pathlib.Path, sweep_name: str) -> results.RunRecord:
+    return results.load_record(run.workdir(root), run.config, name=run.name, sweep=sweep_name, stage=run.stage,
+                               overrides=run.overrides)
 
 
 def execute(run: PlannedRun, root: pathlib.Path) -> dict[str, float] | None:
@@ -260,16 +271,16 @@ def execute(run: PlannedRun, root: pathlib.Path) -> dict[str, float] | None:
     workdir = run.workdir(root)
     start = time.time()
     train_and_evaluate(run.config, workdir)
-    metrics = final_metrics(run, root)  # from metrics.jsonl: an eval at the last step, or None
-    if metrics is None:
+    progress = results.read_progress(workdir, results.total_steps(run.config))
+    if progress["status"] != "finished":
         return None
-    record = {"metrics": metrics, "overrides": run.overrides, "wall_s": time.time() - start}
-    (workdir / FINAL).write_text(json.dumps(record, indent=2, default=str))
-    return metrics
+    final = {"metrics": progress["metrics"], "overrides": run.overrides, "wall_s": time.time() - start}
+    (workdir / FINAL).write_text(json.dumps(final, indent=2, default=str))
+    return progress["metrics"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Emitting launch commands.
+# Launch commands, the shell script and the SLURM chain.
 
 
 def _cli_value(value: Any) -> str:
@@ -289,208 +300,332 @@ def launch_command(run: PlannedRun, root: pathlib.Path, base_config: str, cli_ar
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def slurm_script(commands: Sequence[str], *, job_name: str, log_dir: pathlib.Path, sbatch_args: Sequence[str] = (),
-                 max_parallel: int | None = None) -> str:
-    """A SLURM array job: task ``i`` runs ``commands[i]`` from the repository root."""
-    if not commands:
-        raise ValueError("no command to put in a SLURM array (every run is finished?)")
-    limit = f"%{max_parallel}" if max_parallel else ""
-    lines = [
-        "#!/bin/bash",
-        f"#SBATCH --job-name={job_name}",
-        f"#SBATCH --array=0-{len(commands) - 1}{limit}",
-        f"#SBATCH --output={log_dir}/slurm-%A_%a.out",
-        *(f"#SBATCH {a}" for a in sbatch_args),
-        "set -euo pipefail",
-        f"cd {shlex.quote(str(REPO))}",
-        "COMMANDS=(",
-        *(f"  {shlex.quote(c)}" for c in commands),
-        ")",
-        'echo "task ${SLURM_ARRAY_TASK_ID}: ${COMMANDS[$SLURM_ARRAY_TASK_ID]}"',
-        'eval "${COMMANDS[$SLURM_ARRAY_TASK_ID]}"',
-        "",
-    ]
-    return "\n".join(lines)
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One step of a study: an array over a stage's commands file, or a single command (plan, summary)."""
+
+    name: str
+    command: str | None = None  # single job
+    commands_file: pathlib.Path | None = None  # array job: one launch command per line
+    size: int = 1  # array length (tasks past the file's last line exit at once)
+
+
+def _sweep_command(study: Study, *extra: str) -> str:
+    parts = [study.python, "-m", "cnn_jax.tools.sweep", study.sweep.spec, "--workdir", str(study.root)]
+    if study.base_spec != study.sweep.base_config:
+        parts += ["--base-config", study.base_spec]
+    if study.seeds is not None:
+        parts += ["--seeds", ",".join(map(str, study.seeds))]
+    if study.x != "macs":
+        parts += ["--x", study.x]
+    if study.python != "python":
+        parts += ["--python", study.python]
+    return " ".join(shlex.quote(p) for p in [*parts, *extra, *study.cli_args])
+
+
+def study_jobs(study: Study) -> list[Job]:
+    """The jobs of the whole study: each stage's array (the first stage's commands written now), a plan job before
+    every later stage, and the summary job."""
+    jobs = []
+    for index, stage in enumerate(study.sweep.stages):
+        if index == 0:
+            commands = study.write_commands(stage, study.plan_through(stage.name))
+            size = len(commands)
+        else:
+            jobs.append(Job(f"plan-{stage.name}", command=_sweep_command(study, "--plan", stage.name)))
+            if stage.size is None:
+                raise PlanError(f"{study.sweep.path}: stage {stage.name!r} does not declare its number of runs "
+                                "(cnn_jax.sweeps.Stage(size=...)); a SLURM submission needs it to size the stage's "
+                                "job array before the earlier stages have finished")
+            size = stage.size * len(study.seeds or [0])
+        if size:
+            jobs.append(Job(stage.name, commands_file=study.commands_path(stage.name), size=size))
+    jobs.append(Job("summary", command=_sweep_command(study, "--summary-only")))
+    return jobs
+
+
+def shell_script(study: Study, jobs: Sequence[Job]) -> str:
+    """The study as one bash script: the jobs in order, each stage's commands read from its file when reached."""
+    lines = ["#!/bin/bash", f"# The sweep study {study.sweep.spec} in {study.root}, job after job "
+             "(python -m cnn_jax.tools.sweep --emit shell).", "set -euo pipefail", f"cd {shlex.quote(str(REPO))}",
+             "run_commands() {  # one launch command per line; fd 3, so a command cannot read the list itself",
+             '  while IFS= read -r -u 3 command; do echo "+ $command"; eval "$command"; done 3< "$1"', "}"]
+    for job in jobs:
+        lines.append(f"echo '== {job.name}'")
+        lines.append(f"run_commands {shlex.quote(str(job.commands_file))}" if job.commands_file else job.command)
+    return "\n".join(lines) + "\n"
+
+
+def slurm_scripts(study: Study, jobs: Sequence[Job], *, sbatch_args: Sequence[str] = (),
+                  max_parallel: int | None = None) -> dict[str, str]:
+    """``{file name: text}``: one sbatch script per job and ``submit.sh``, which submits them chained."""
+    logs = study.root / "logs"
+    name = f"sweep-{study.sweep.path.stem}"
+    files: dict[str, str] = {}
+    submit = ["#!/bin/bash", f"# Submits the sweep study {study.sweep.spec}: each job starts when the one before it "
+              "succeeded (the summary: when it ended).", "set -euo pipefail", 'cd "$(dirname "$0")"']
+    previous = None
+    for index, job in enumerate(jobs):
+        script = f"{index:02d}_{job.name}.sbatch"
+        header = ["#!/bin/bash", f"#SBATCH --job-name={name}-{job.name}"]
+        if job.commands_file:
+            limit = f"%{max_parallel}" if max_parallel else ""
+            header += [f"#SBATCH --array=0-{job.size - 1}{limit}", f"#SBATCH --output={logs}/{job.name}-%A_%a.out"]
+        else:
+            header += [f"#SBATCH --output={logs}/{job.name}-%j.out"]
+        if previous is not None:
+            header.append("#SBATCH --kill-on-invalid-dep=yes")
+        header += [f"#SBATCH {a}" for a in sbatch_args]
+        body = ["set -euo pipefail", f"cd {shlex.quote(str(REPO))}"]
+        if job.commands_file:
+            path = shlex.quote(str(job.commands_file))
+            body += [f'total=$(grep -c . {path} || true)',
+                     'if [ "$SLURM_ARRAY_TASK_ID" -ge "$total" ]; then',
+                     '  echo "task $SLURM_ARRAY_TASK_ID: the plan has $total run(s); nothing to do"; exit 0',
+                     "fi",
+                     f'command=$(grep . {path} | sed -n "$((SLURM_ARRAY_TASK_ID + 1))p")',
+                     'echo "task $SLURM_ARRAY_TASK_ID: $command"',
+                     'eval "$command"']
+        else:
+            body.append(job.command)
+        files[script] = "\n".join(header + body) + "\n"
+        dependency = ""
+        if previous is not None:
+            kind = "afterany" if job.name == "summary" else "afterok"
+            dependency = f" --dependency={kind}:${{{previous}}}"
+        variable = f"job_{index}"
+        submit += [f"{variable}=$(sbatch --parsable{dependency} {script})", f"{variable}=${{{variable}%%;*}}",
+                   f'echo "{job.name}: job ${{{variable}}}"']
+        previous = variable
+    files["submit.sh"] = "\n".join(submit) + "\n"
+    return files
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Summary.
+# The study.
 
 
-_SIZE_CACHE: dict[str, tuple[int, int]] = {}
+@dataclasses.dataclass
+class Study:
+    """A sweep file, its base config, the command-line overrides and the directory its runs live in."""
+
+    sweep: SweepFile
+    base_spec: str
+    base: ml_collections.ConfigDict
+    cli_args: list[str]
+    cli: dict[str, Any]
+    root: pathlib.Path
+    seeds: tuple[int, ...] | None
+    python: str = "python"
+    x: str = "macs"
+    check: bool = True
+    log: Callable[[str], None] = print
+
+    @property
+    def name(self) -> str:
+        return self.sweep.path.stem
+
+    def commands_path(self, stage: str) -> pathlib.Path:
+        return self.root / "plan" / f"{stage}.commands"
+
+    def plan_through(self, last: str | None = None, *, strict: bool = True) -> list[PlannedRun]:
+        """The planned runs of every stage up to ``last`` (all stages: None). A later stage is planned only when
+        every earlier run is finished: else, ``strict``: :class:`PlanError`; not strict: the earlier stages only
+        (logged). A refused search is a :class:`PlanError` (``sweeps.UnseparatedWinnerError``) likewise. Only
+        ``last``'s configs are dry-run (the earlier ones were when they were planned)."""
+        planned: list[PlannedRun] = []
+        for stage in self.sweep.stages:
+            check = self.check and stage.name == last
+            if planned:
+                earlier = [record(r, self.root, self.name) for r in planned]
+                waiting = [r.name for r in earlier if r.status != "finished"]
+                try:
+                    if waiting:
+                        raise PlanError(f"stage {stage.name!r} needs the results of every earlier run; not finished: "
+                                        f"{', '.join(waiting)}")
+                    runs = plan_stage(self.sweep, stage, self.base, self.cli, [r.as_result() for r in earlier],
+                                      seeds=self.seeds, check=check)
+                except (PlanError, sweeps.UnseparatedWinnerError) as error:
+                    if strict:
+                        raise PlanError(str(error)) from None
+                    self.log(f"# stage {stage.name!r} not planned: {error}")
+                    break
+            else:
+                runs = plan_stage(self.sweep, stage, self.base, self.cli, [], seeds=self.seeds, check=check)
+            planned += runs
+            if stage.name == last:
+                break
+        self.write_plan(planned)
+        return planned
+
+    def write_plan(self, planned: Sequence[PlannedRun]) -> None:
+        """``sweep.json``: the sweep, its arguments and every planned run with its config (so a report can list
+        pending runs without the sweep file)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"sweep": self.sweep.spec, "base_config": self.base_spec, "cli": self.cli_args,
+                           "seeds": self.seeds, "runs": [{"name": r.name, "stage": r.stage, "overrides": r.overrides,
+                                                          "config": r.config.to_dict()} for r in planned]},
+                          indent=2, default=str)
+        temporary = self.root / "sweep.json.tmp"
+        temporary.write_text(text)
+        temporary.replace(self.root / "sweep.json")
+
+    def write_commands(self, stage: sweeps.Stage, planned: Sequence[PlannedRun]) -> list[str]:
+        """``plan/<stage>.commands``: the launch commands of the stage's unfinished runs."""
+        commands = [launch_command(r, self.root, self.base_spec, self.cli_args, self.python) for r in planned
+                    if r.stage == stage.name and record(r, self.root, self.name).status != "finished"]
+        path = self.commands_path(stage.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(c + "\n" for c in commands))
+        return commands
+
+    def summarize(self, planned: Sequence[PlannedRun]) -> list[results.RunRecord]:
+        """``summary.{md,csv}``, ``summary_runs.csv`` and ``summary.{png,svg}`` of the planned runs."""
+        records = [record(r, self.root, self.name) for r in planned]
+        points = results.group_points(records)
+        results.write_table(points, self.root / "summary")
+        write_runs_csv(records, self.root / "summary_runs.csv")
+        results.plot_runs(points, self.root / "summary", axis=self.x,
+                          title=f"{self.sweep.spec}: eval top-1 vs {self.x}")
+        return records
 
 
-def run_size(config: ml_collections.ConfigDict) -> tuple[int, int]:
-    """(parameters, MACs per image) of a run's model at its input size (an abstract trace; nothing is computed)."""
-    from cnn_jax.analysis import analyze
-    from cnn_jax.train.loop import build_model
+def write_runs_csv(records: Sequence[results.RunRecord], path: pathlib.Path) -> pathlib.Path:
+    """One row per run: name, stage, series, its sweep overrides, status, steps, final metrics, size."""
+    import csv
 
-    key = json.dumps([config.model.to_dict(), config.data.image_size], sort_keys=True, default=str)
-    if key not in _SIZE_CACHE:
-        model = build_model(config)
-        stats = analyze(model, config.data.image_size, in_channels=model.in_channels)
-        _SIZE_CACHE[key] = (stats.params, stats.macs)
-    return _SIZE_CACHE[key]
-
-
-def summary_rows(runs: Sequence[PlannedRun], root: pathlib.Path) -> list[dict[str, Any]]:
-    """One row per run: name, stage, series, overrides, status, final metrics, params, MACs."""
-    rows = []
-    for run in runs:
-        metrics = final_metrics(run, root)
-        params, macs = run_size(run.config)
-        rows.append({
-            "run": run.name,
-            "stage": run.stage,
-            "series": run.overrides.get("_series", run.stage),
-            "overrides": sweeps.config_keys(run.overrides),
-            "status": "finished" if metrics is not None else "pending",
-            "metrics": metrics or {},
-            "params": params,
-            "macs": macs,
-            "resolution": run.config.data.image_size,
-        })
-    return rows
-
-
-def _override_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row["overrides"] if k not in keys]
-    return keys
-
-
-def write_summary(rows: Sequence[Mapping[str, Any]], root: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
-    """``summary.csv`` (full precision) and ``summary.md`` in ``root``."""
-    keys = _override_columns(rows)
-    header = ["run", "stage", "series", *keys, "status", *METRIC_KEYS, "params", "macs", "resolution"]
-    table = []
-    for row in rows:
-        table.append([row["run"], row["stage"], row["series"], *(row["overrides"].get(k, "") for k in keys),
-                      row["status"], *(row["metrics"].get(m, "") for m in METRIC_KEYS), row["params"], row["macs"],
-                      row["resolution"]])
-    csv_path = root / "summary.csv"
-    with open(csv_path, "w", newline="") as f:
+    for r in records:
+        keys += [k for k in sweeps.config_keys(r.overrides) if k not in keys]
+    metrics = ("eval/top1", "eval/top5", "eval/loss")
+    with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(table)
-
-    def fmt(value: Any, column: str) -> str:
-        if value == "":
-            return "–"
-        if column in METRIC_KEYS:
-            return f"{value:.4f}"
-        if column in ("params", "macs"):
-            return f"{value:,}"
-        return _cli_value(value) if not isinstance(value, float) else f"{value:g}"
-
-    md = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    md += ["| " + " | ".join(fmt(v, c) for v, c in zip(r, header, strict=True)) + " |" for r in table]
-    md_path = root / "summary.md"
-    md_path.write_text("\n".join(md) + "\n")
-    return csv_path, md_path
+        writer.writerow(["run", "stage", "series", *keys, "status", "steps_done", "steps_planned", *metrics,
+                         "params", "macs", "resolution", "train_time_s"])
+        for r in records:
+            writer.writerow([r.name, r.stage, r.series, *(r.overrides.get(k, "") for k in keys), r.status,
+                             r.steps_done, r.steps_planned, *(r.metrics.get(m, "") for m in metrics), r.params,
+                             r.macs, r.resolution, "" if r.train_time_s is None else r.train_time_s])
+    return path
 
 
-def plot_summary(rows: Sequence[Mapping[str, Any]], root: pathlib.Path, title: str) -> list[pathlib.Path]:
-    """Top-1 against MACs for every finished run (``summary.png`` and ``.svg``); one colour per series, series
-    other than a search stage joined in MAC order (scaling curves); the best run is circled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    done = [r for r in rows if r["status"] == "finished"]
-    if not done:
-        return []
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    series: dict[str, list[Mapping[str, Any]]] = {}
-    for row in done:
-        series.setdefault(row["series"], []).append(row)
-    for label, members in series.items():
-        members = sorted(members, key=lambda r: r["macs"])
-        x = [r["macs"] / 1e6 for r in members]
-        y = [100 * r["metrics"]["eval/top1"] for r in members]
-        style = "o" if label == "search" or len(members) == 1 else "o-"
-        ax.plot(x, y, style, label=label, alpha=0.85)
-    best = max(done, key=lambda r: r["metrics"]["eval/top1"])
-    ax.scatter([best["macs"] / 1e6], [100 * best["metrics"]["eval/top1"]], s=220, facecolors="none",
-               edgecolors="black", label=f"best: {best['run']}")
-    macs = [r["macs"] for r in done]
-    if max(macs) > 5 * min(macs):
-        ax.set_xscale("log")
-    ax.set_xlabel("MACs per image (millions)")
-    ax.set_ylabel("eval top-1 (%)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths = [root / "summary.png", root / "summary.svg"]
-    for path in paths:
-        fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return paths
-
-
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _previous(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in rows if r["status"] == "finished"]
-
-
-def run_sweep(spec: str, workdir: str | pathlib.Path, cli_args: Sequence[str] = (), *, emit: str | None = None,
-              summary_only: bool = False, base_config: str | None = None, python: str = "python",
-              sbatch_args: Sequence[str] = (), max_parallel: int | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Runs (or emits) every stage of a sweep file and writes the summary; returns ``{"rows", "emitted"}``."""
+def open_study(spec: str, workdir: str | pathlib.Path, cli_args: Sequence[str] = (), *,
+               seeds: Sequence[int] | None = None, base_config: str | None = None, python: str = "python",
+               x: str = "macs", check: bool = True, log: Callable[[str], None] = print) -> Study:
     sweep = load_sweep(spec)
     base_spec = base_config or sweep.base_config
     base = load_config(base_spec)
     cli = parse_cli_overrides(cli_args, base)
-    root = pathlib.Path(workdir).absolute()
-    root.mkdir(parents=True, exist_ok=True)
+    if x not in results.X_AXES:
+        sweeps.apply_overrides(base, {x: base_value(base, x)})  # an unknown --x key fails here
+    return Study(sweep, base_spec, base, list(cli_args), cli, pathlib.Path(workdir).absolute(),
+                 tuple(seeds) if seeds is not None else sweep.seeds, python, x, check, log)
 
-    all_runs: list[PlannedRun] = []
-    rows: list[dict[str, Any]] = []
-    commands: list[str] = []
-    interrupted = False
-    for stage in sweep.stages:
-        if interrupted:
+
+def base_value(config: ml_collections.ConfigDict, key: str) -> Any:
+    node = config
+    try:
+        for part in key.split("."):
+            node = node[part]
+    except (KeyError, AttributeError):
+        raise sweeps.UnknownKeyError(f"--x {key!r} is not macs, params, resolution or a key of the config") from None
+    return node
+
+
+def run_sweep(spec: str, workdir: str | pathlib.Path, cli_args: Sequence[str] = (), *,
+              seeds: Sequence[int] | None = None, emit: str | None = None, plan: str | None = None,
+              summary_only: bool = False, base_config: str | None = None, python: str = "python",
+              sbatch_args: Sequence[str] = (), max_parallel: int | None = None, x: str = "macs", check: bool = True,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Runs the study here (default), or writes it as a shell script (``emit="shell"``) or SLURM scripts
+    (``emit="slurm"``, into DIR/slurm), or plans one later stage (``plan=<stage>``: the job between stages), or
+    only summarises (``summary_only``). Returns ``{"records", "emitted", "jobs", "stopped"}``; ``stopped`` says why
+    a local run ended before its last stage (a refused search, an interrupted run), else None."""
+    study = open_study(spec, workdir, cli_args, seeds=seeds, base_config=base_config, python=python, x=x,
+                       check=check, log=log)
+    if emit is not None:
+        jobs = study_jobs(study)
+        if emit == "shell":
+            emitted: str | dict[str, str] = shell_script(study, jobs)
+        elif emit == "slurm":
+            emitted = slurm_scripts(study, jobs, sbatch_args=sbatch_args, max_parallel=max_parallel)
+        else:
+            raise ValueError(f"emit={emit!r}: expected 'shell' or 'slurm'")
+        return {"records": None, "emitted": emitted, "jobs": jobs, "stopped": None}
+    if plan is not None:
+        stages = [s.name for s in study.sweep.stages]
+        if plan not in stages:
+            raise ValueError(f"--plan {plan!r}: the sweep's stages are {stages}")
+        stage = study.sweep.stages[stages.index(plan)]
+        planned = [r for r in study.plan_through(plan) if r.stage == plan]
+        if stage.size is not None and len(planned) > stage.size * len(study.seeds or [0]):
+            raise PlanError(f"stage {plan!r} planned {len(planned)} runs, more than it declared (size {stage.size} "
+                            f"x {len(study.seeds or [0])} seed(s)): a SLURM array sized from it would drop runs")
+        commands = study.write_commands(stage, planned)
+        log(f"planned stage {plan!r}: {len(commands)} run(s) to launch -> {study.commands_path(plan)}")
+        return {"records": None, "emitted": None, "jobs": None, "stopped": None}
+    if summary_only:
+        planned = study.plan_through(strict=False)
+        return {"records": study.summarize(planned), "emitted": None, "jobs": None, "stopped": None}
+
+    planned: list[PlannedRun] = []
+    stopped = None
+    for stage in study.sweep.stages:
+        try:
+            runs = [r for r in study.plan_through(stage.name) if r.stage == stage.name]
+        except PlanError as error:
+            stopped = f"stopped before stage {stage.name!r}: {error}"
+            log(f"# {stopped}")
             break
-        if any(r["status"] != "finished" for r in rows):
-            log(f"# stage {stage.name!r} depends on the results of earlier stages, which are not all finished; "
-                "run this again once they are")
-            break
-        runs = plan_stage(sweep, stage, base, cli, _previous(rows))
-        all_runs += runs
+        planned += runs
         for run in runs:
-            metrics = final_metrics(run, root)
-            if metrics is not None:
-                log(f"[skip] {run.name}: finished (top-1 {metrics.get('eval/top1', float('nan')):.4f})")
-            elif emit:
-                commands.append(launch_command(run, root, base_spec, cli_args, python))
-            elif not summary_only:
-                log(f"[run] {run.name} {sweeps.config_keys(run.overrides)}")
-                if execute(run, root) is None:
-                    # Preempted (SIGTERM) or time-sliced: stop here; a relaunch resumes this run from its checkpoint.
-                    log(f"[stopped] {run.name} did not reach its last step; relaunch the sweep to resume it")
-                    interrupted = True
-                    break
-        rows = summary_rows(all_runs, root)
-        (root / "sweep.json").write_text(json.dumps(
-            {"sweep": str(spec), "base_config": base_spec, "cli": list(cli_args),
-             "runs": [{"name": r.name, "stage": r.stage, "overrides": r.overrides} for r in all_runs]},
-            indent=2, default=str))
+            progress = record(run, study.root, study.name)
+            if progress.status == "finished":
+                log(f"[skip] {run.name}: finished (top-1 {progress.metrics.get('eval/top1', float('nan')):.4f})")
+                continue
+            log(f"[run] {run.name} {sweeps.config_keys(run.overrides)}")
+            if execute(run, study.root) is None:
+                # Preempted (SIGTERM) or time-sliced: stop here; a relaunch resumes this run from its checkpoint.
+                stopped = f"{run.name} did not reach its last step; relaunch the sweep to resume it"
+                log(f"[stopped] {stopped}")
+                break
+        if stopped:
+            break
+    study.write_plan(planned)
+    return {"records": study.summarize(planned), "emitted": None, "jobs": None, "stopped": stopped}
 
-    emitted = None
-    if emit == "shell":
-        emitted = "\n".join(commands) + ("\n" if commands else "")
-    elif emit == "slurm":
-        emitted = slurm_script(commands, job_name=f"sweep-{sweep.path.stem}", log_dir=root,
-                               sbatch_args=sbatch_args, max_parallel=max_parallel)
-    write_summary(rows, root)
-    plot_summary(rows, root, f"{sweep.path.stem}: eval top-1 vs MACs")
-    return {"rows": rows, "emitted": emitted}
+
+def submit_slurm(files: Mapping[str, str], directory: pathlib.Path, log: Callable[[str], None] = print) -> None:
+    """Writes the SLURM scripts to ``directory`` and runs ``submit.sh`` (``sbatch`` must be on PATH)."""
+    write_scripts(files, directory)
+    if subprocess.run(["which", "sbatch"], capture_output=True).returncode != 0:
+        raise FileNotFoundError(f"sbatch not found on PATH; the scripts are in {directory}: run "
+                                f"`bash {directory / 'submit.sh'}` on a SLURM login node")
+    output = subprocess.run(["bash", str(directory / "submit.sh")], capture_output=True, text=True)
+    if output.returncode != 0:
+        raise RuntimeError(f"{directory / 'submit.sh'} failed:\n{output.stdout}{output.stderr}")
+    log(output.stdout.rstrip())
+
+
+def write_scripts(files: Mapping[str, str], directory: pathlib.Path) -> list[pathlib.Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in files.items():
+        path = directory / name
+        path.write_text(text)
+        path.chmod(0o755)
+        paths.append(path)
+    return paths
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds: no seed given")
+    return seeds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -498,32 +633,53 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      epilog="Any --config.key=value is applied to every run.")
     parser.add_argument("sweep", help="sweep file, path.py[:key=value,...]")
     parser.add_argument("--workdir", required=True, help="root directory; each run trains in DIR/<run name>")
-    parser.add_argument("--emit", choices=("shell", "slurm"), help="write launch commands instead of running")
-    parser.add_argument("--out", type=pathlib.Path, help="with --emit: write to this file (default: stdout)")
-    parser.add_argument("--summary-only", action="store_true", help="only collect the summary of finished runs")
+    parser.add_argument("--seeds", type=_seed_list, help="repeat every run once per seed, e.g. 0,1,2 (default: the "
+                        "sweep file's SEEDS, else one run per point)")
+    parser.add_argument("--emit", choices=("shell", "slurm"), help="write the study as a shell script (to --out or "
+                        "stdout) or as SLURM scripts (in DIR/slurm) instead of running it")
+    parser.add_argument("--submit", choices=("slurm",), help="write the SLURM scripts and submit them, chained")
+    parser.add_argument("--out", type=pathlib.Path, help="with --emit shell: write the script to this file")
+    parser.add_argument("--plan", metavar="STAGE", help="(the job between stages) plan STAGE from the earlier "
+                        "results and write DIR/plan/STAGE.commands")
+    parser.add_argument("--summary-only", action="store_true", help="only tabulate and plot the runs on disk")
+    parser.add_argument("--x", default="macs", help="x axis of the plot: macs, params, resolution or a config key "
+                        "(e.g. optimizer.base_lr)")
     parser.add_argument("--base-config", help="use this experiment config instead of the sweep file's BASE_CONFIG")
     parser.add_argument("--python", default="python", help="interpreter in emitted commands")
     parser.add_argument("--slurm-arg", action="append", default=[], help="extra '#SBATCH' line, e.g. --gres=gpu:1")
     parser.add_argument("--max-parallel", type=int, help="SLURM array concurrency limit (%%N)")
     args, rest = parser.parse_known_args(argv)
-    log = print if not (args.emit and args.out is None) else (lambda text: print(text, file=sys.stderr))
+    emit = args.emit or args.submit
+    to_stdout = args.emit == "shell" and args.out is None
+    log = (lambda text: print(text, file=sys.stderr)) if to_stdout else print
     try:
-        result = run_sweep(args.sweep, args.workdir, rest, emit=args.emit, summary_only=args.summary_only,
-                           base_config=args.base_config, python=args.python, sbatch_args=args.slurm_arg,
-                           max_parallel=args.max_parallel, log=log)
-    except (FileNotFoundError, AttributeError, KeyError, TypeError, ValueError) as error:
-        parser.error(str(error))
-    if result["emitted"] is not None:
-        if args.out:
-            args.out.write_text(result["emitted"])
-            if args.emit == "slurm":
-                args.out.chmod(0o755)
-            log(f"wrote {args.out}")
-        else:
-            sys.stdout.write(result["emitted"])
-    else:
-        log(f"summary: {pathlib.Path(args.workdir) / 'summary.md'}")
-        log((pathlib.Path(args.workdir) / "summary.md").read_text())
+        result = run_sweep(args.sweep, args.workdir, rest, seeds=args.seeds, emit=emit, plan=args.plan,
+                           summary_only=args.summary_only, base_config=args.base_config, python=args.python,
+                           sbatch_args=args.slurm_arg, max_parallel=args.max_parallel, x=args.x, log=log)
+        emitted = result["emitted"]
+        if emit == "shell":
+            if args.out:
+                write_scripts({args.out.name: emitted}, args.out.parent)
+                log(f"wrote {args.out}: bash {args.out}")
+            else:
+                sys.stdout.write(emitted)
+        elif emit == "slurm":
+            directory = pathlib.Path(args.workdir).absolute() / "slurm"
+            if args.submit:
+                submit_slurm(emitted, directory, log)
+            else:
+                write_scripts(emitted, directory)
+                log(f"wrote {', '.join(sorted(emitted))} in {directory}; submit with: bash {directory}/submit.sh")
+    except (FileNotFoundError, AttributeError, KeyError, TypeError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if not emit and args.plan is None:
+        summary = pathlib.Path(args.workdir) / "summary.md"
+        log(f"summary: {summary}")
+        log(summary.read_text())
+    if result["stopped"]:
+        print(f"error: {result['stopped']}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -14,6 +14,7 @@ import logging
 import pathlib
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import flax.struct
@@ -21,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 import cnn_jax
 from cnn_jax import parallel
@@ -40,6 +42,7 @@ class Schedule:
     steps_per_epoch: int
     total_steps: int
     learning_rate: float  # base_lr * global_batch / 256
+    eval_every_steps: int  # train.eval_every_epochs in steps (at least 1)
 
     @classmethod
     def resolve(cls, config: ml_collections.ConfigDict, num_train_examples: int) -> Schedule:
@@ -48,7 +51,8 @@ class Schedule:
             total = config.train.num_steps
         else:
             total = int(round(config.train.epochs * steps_per_epoch))
-        return cls(steps_per_epoch, total, config.optimizer.base_lr * config.train.global_batch / 256)
+        eval_every = max(1, int(config.train.eval_every_epochs * steps_per_epoch))
+        return cls(steps_per_epoch, total, config.optimizer.base_lr * config.train.global_batch / 256, eval_every)
 
 
 def build_model(config: ml_collections.ConfigDict):
@@ -108,18 +112,43 @@ def evaluate(eval_step, variables: tuple[Any, Any], dataset, eval_transform, con
     return {f"{prefix}/{k}": v / count for k, v in totals.items()} | {f"{prefix}/examples": count}
 
 
-def _check_batch_layout(config: ml_collections.ConfigDict) -> None:
-    """The global batch must split evenly over devices, then over microbatches and BatchNorm groups on each."""
-    batch, devices, k = config.train.global_batch, jax.device_count(), config.train.microbatches
+def batch_layout_problems(config: ml_collections.ConfigDict, devices: int) -> list[str]:
+    """Why ``config``'s batches do not split as the train step needs (none when they do): the global batch evenly
+    over ``devices``, then over microbatches and BatchNorm groups on each; the eval batch over ``devices``."""
+    batch, k = config.train.global_batch, config.train.microbatches
+    problems = []
     if k < 1 or batch % (devices * k):
-        raise ValueError(f"train.global_batch={batch} must divide over {devices} devices x train.microbatches={k}")
+        problems.append(f"train.global_batch={batch} must divide over {devices} devices x train.microbatches={k}")
     if config.train.eval_batch % devices:
-        raise ValueError(f"train.eval_batch={config.train.eval_batch} must divide over {devices} devices")
+        problems.append(f"train.eval_batch={config.train.eval_batch} must divide over {devices} devices")
     group = config.train.bn_group_size
-    if group and group < batch // k and (batch // k) % group:
-        raise ValueError(f"train.bn_group_size={group} must divide the microbatch of {batch // k} examples "
-                         f"(global_batch / microbatches); dividing {batch // (devices * k)} (per device) keeps each "
-                         "group on one device")
+    if k >= 1 and group and group < batch // k and (batch // k) % group:
+        problems.append(f"train.bn_group_size={group} must divide the microbatch of {batch // k} examples "
+                        f"(global_batch / microbatches); dividing {batch // (devices * k)} (per device) keeps each "
+                        "group on one device")
+    return problems
+
+
+def _check_batch_layout(config: ml_collections.ConfigDict) -> None:
+    if problems := batch_layout_problems(config, jax.device_count()):
+        raise ValueError("; ".join(problems))
+
+
+def state_initializer(model, tx: optax.GradientTransformation, config: ml_collections.ConfigDict,
+                      channels: int) -> Callable[..., TrainState]:
+    """``init_state(rng, params=None, batch_stats=None) -> TrainState``: step 0, the model's variables
+    (initialised on one ``data.image_size``-square image of ``channels`` channels, unless given), the optimizer
+    state and, with ``train.ema_decay``, the EMA copy of the parameters."""
+    size = config.data.image_size
+
+    def init_state(rng, params=None, batch_stats=None):
+        if params is None:
+            variables = model.init(rng, jnp.zeros((1, size, size, channels), jnp.float32), train=False)
+            params, batch_stats = variables["params"], variables.get("batch_stats", {})
+        ema_params = params if config.train.ema_decay else {}
+        return TrainState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params), ema_params)
+
+    return init_state
 
 
 def initial_variables(params: Any, batch_stats: Any, directory: str, num_classes: int) -> tuple[Any, Any]:
@@ -179,16 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     lr_fn = optim.learning_rate_schedule(config.optimizer, schedule.learning_rate, schedule.total_steps,
                                          schedule.steps_per_epoch)
     tx = optim.make_optimizer(config.optimizer, lr_fn)
-    size = config.data.image_size
-    sample = jnp.zeros((1, size, size, dataset.channels), jnp.float32)
-
-    def init_state(rng, params=None, batch_stats=None):
-        if params is None:
-            variables = model.init(rng, sample, train=False)
-            params, batch_stats = variables["params"], variables.get("batch_stats", {})
-        ema_params = params if config.train.ema_decay else {}
-        return TrainState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params), ema_params)
-
+    init_state = state_initializer(model, tx, config, dataset.channels)
     # The initialiser draws one random kernel per parameter: with "rbg" keys it compiles ~2x faster than with
     # threefry (ResNet-50: 19.6 -> 10.9 s, BENCHMARKS.md), which is most of the time to the first step on CPU.
     init_key = jax.random.key(config.seed, impl="rbg")
@@ -252,7 +272,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     best_top1 = best.read_meta()["eval/top1"] if best.manager.latest_step() is not None else -1.0
     writer = MetricWriter(workdir)
 
-    eval_every = max(1, int(config.train.eval_every_epochs * schedule.steps_per_epoch))
     eval_metrics: dict[str, float] = {}
     step, window_start, window_steps, data_wait = start_step, time.time(), 0, 0.0
     previous_loss = None  # the last dispatched step's loss: ready once that step has finished on the devices
@@ -284,7 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                           f"loss {metrics['train/loss']:.4f} top1 {metrics['train/top1']:.3f} "
                           f"{images_per_s:.0f} img/s ETA {eta:.0f}s", flush=True)
                 window_start, window_steps, data_wait = time.time(), 0, 0.0
-            if step % eval_every == 0 or last:
+            if step % schedule.eval_every_steps == 0 or last:
                 eval_args = (dataset, transforms.eval, config, mesh)
                 eval_metrics = evaluate(eval_step, (state.params, state.batch_stats), *eval_args)
                 if config.train.ema_decay:

@@ -7,11 +7,16 @@ import ml_collections
 import optax
 
 
+def warmup_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+    """Steps of linear warmup: ``warmup_epochs`` of ``config.optimizer``, rounded down."""
+    return int(config.warmup_epochs * steps_per_epoch)
+
+
 def learning_rate_schedule(config: ml_collections.ConfigDict, base_lr: float, total_steps: int,
                            steps_per_epoch: int) -> optax.Schedule:
     """Linear warmup, then ``cosine``, ``step`` (x ``decay_factor`` at ``decay_epochs``), ``exponential``
     (x ``decay_factor`` every ``decay_every_epochs``), ``linear`` (to 0 at the end; ShuffleNet) or ``constant``."""
-    warmup = int(config.warmup_epochs * steps_per_epoch)
+    warmup = warmup_steps(config, steps_per_epoch)
     kind = config.schedule
     if kind == "cosine":
         after = optax.cosine_decay_schedule(base_lr, max(1, total_steps - warmup))

@@ -1,4 +1,5 @@
-"""EfficientNet-B0 body (Tan & Le 2019, Table 1) with explicit width/depth multipliers, on offline Fashion-MNIST.
+"""EfficientNet-B0 body (Tan & Le 2019, Table 1) with explicit width/depth multipliers, on offline Fashion-MNIST
+resized (bicubic) to ``data.image_size`` (32 by default).
 
 ``model.width_mult`` / ``model.depth_mult`` are the arguments of the ``EfficientNet`` class (B1-B7 are the
 published multipliers), so single-axis scaling sweeps can set them on the locked config

@@ -1,8 +1,9 @@
 """EfficientNet scaled from B0 by (phi, alpha, beta, gamma) on offline Fashion-MNIST: the compound-scaling proxy.
 
 Tan & Le 2019 (arXiv:1905.11946) Sec. 3.3 searches alpha, beta, gamma at phi = 1 on a small task; this is that
-task here (28x28 images, input size set by the sweep as ``round(32 * gamma^phi)``). The model keys are the
-arguments of ``efficientnet_phi``, so a sweep can set them on the locked config.
+task here: the 28x28 images resized (bicubic, train and eval) to the input size the sweep sets,
+``round(32 * gamma^phi)``. The model keys are the arguments of ``efficientnet_phi``, so a sweep can set them on the
+locked config.
 
 Run (one point):
   python launch.py --config experiments/fashion_mnist/efficientnet_phi.py --workdir /tmp/effphi \

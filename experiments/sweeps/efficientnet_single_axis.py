@@ -8,6 +8,9 @@ the same. Rounding makes that rough (``cnn_jax.analysis`` MACs relative to B0, p
 width 1.85x, resolution 2.00x, compound 2.57x (repeats round up: ceil(1.2 r) is 2 for r = 1); at the proxy's 32 px
 the small feature maps round too (32 px ends in 1x1 maps, 37 px in 2x2): depth 2.08x, width 1.86x, resolution
 2.62x, compound 4.48x. Compare the curves along the plot's measured-MACs axis, not by phi.
+The input size is the base config's ``data.image_size``; the default base config resizes the 28x28 images to it
+(bicubic, train and eval), so a larger input shows the same garment with more pixels, as in the paper. A base
+config that pads instead (MobileNet v2's ``pad_crop(4)``) makes the resolution series add empty border.
 
 Any family whose class exposes multipliers can be swept: ``depth_key`` / ``width_key`` name the config keys (None
 leaves that series out) and ``--base-config`` picks the experiment, e.g. MobileNet v2 (width only)::
@@ -23,6 +26,7 @@ leaves that series out) and ``--base-config`` picks the experiment, e.g. MobileN
 from cnn_jax import sweeps
 
 BASE_CONFIG = "experiments/fashion_mnist/efficientnet_b0.py"
+SEEDS = (0, 1, 2)  # every point three times: the figure's error bars
 
 
 def get_sweep(max_phi=3, alpha=1.2, beta=1.1, gamma=1.15, base_resolution=32, depth_key="model.depth_mult",
