@@ -317,7 +317,7 @@ def test_export_copies_the_evidence_and_no_checkpoints(lenet_study, tmp_path):
     copied = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert copied == ["000_base_lr0.05_seed0/final_metrics.json", "001_base_lr0.05_seed1/final_metrics.json",
                       "002_base_lr0.1_seed0/final_metrics.json", "003_base_lr0.1_seed1/metrics.jsonl",
-                      "sweep.json"]
+                      "plan/runs.commands", "sweep.json"]
     # The exported directory is a results directory: the same table comes out of it.
     assert [r.status for r in results.load_results([out])] == [r.status for r in results.load_results([lenet_study])]
     with pytest.raises(SystemExit):

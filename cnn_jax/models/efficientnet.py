@@ -38,7 +38,8 @@ eval-mode top-1 is chance (0.10 vs 0.27 in train mode, width 0.5, batch 64). Und
 0.02-0.6 and the remainder matters ~100x less (eval 0.14 vs train 0.23 at 40 steps; with the running statistics
 re-estimated, 0.22). Either way the effect is the BatchNorm remainder, not the statistics plumbing: after 150
 steps (0.9^150 = 1e-7) both conventions evaluate like they train (eval top-1 0.65 'tf', 0.71 'pytorch', one
-seed each, phi = 1 at 37 px, batch 64).
+seed each, phi = 1 at 37 px, batch 64). These figures were measured when the proxy zero-padded the 28x28 images
+to the input size; it now resizes them (the argument is about BatchNorm's remainder, which does not depend on it).
 """
 
 from __future__ import annotations
