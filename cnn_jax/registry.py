@@ -125,6 +125,12 @@ def model_info(name: str, **overrides: Any) -> ModelInfo:
     return entry.info({**defaults, **entry.kwargs, **overrides})
 
 
+def config_overrides(model_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``create_model`` / ``model_info`` overrides an experiment config's ``model`` section holds: every key but
+    ``name`` and ``dtype`` (a string there, which the trainer turns into the compute dtype)."""
+    return {key: value for key, value in model_config.items() if key not in ("name", "dtype")}
+
+
 def model_arguments(name: str) -> dict[str, Any]:
     """The architecture arguments the registration passes to its class."""
     _ensure_models_imported()

@@ -98,15 +98,15 @@ def config_keys(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in overrides.items() if not k.startswith("_")}
 
 
-def _all_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
-    keys = []
-    for key in config.keys():
-        value = config[key]
-        if isinstance(value, ml_collections.ConfigDict):
-            keys += _all_keys(value, f"{prefix}{key}.")
+def flatten(config: ml_collections.ConfigDict | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{dotted key: value}`` of every leaf of a (nested) config or dict."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict | Mapping):
+            out |= flatten(value, f"{prefix}{key}.")
         else:
-            keys.append(prefix + key)
-    return keys
+            out[prefix + key] = value
+    return out
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
@@ -119,7 +119,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, A
     config = ml_collections.ConfigDict(config.to_dict(preserve_field_references=True),
                                        type_safe=config.is_type_safe)
     config.lock()
-    known = _all_keys(config)
+    known = list(flatten(config))
     for key, value in config_keys(overrides).items():
         *parents, leaf = key.split(".")
         node = config

@@ -129,7 +129,8 @@ def test_compound_sweep_scales_the_winner_or_a_chosen_point():
 @pytest.fixture
 def lenet_study(tmp_path):
     """A planned LeNet lr x seed sweep (6 runs, nothing trained) with results written as a trainer would: lr 0.05
-    finished (seeds 0, 1), lr 0.1 finished for seed 0 and stopped at step 100 of 150 for seed 1, lr 0.2 pending."""
+    finished (seeds 0, 1), lr 0.1 finished for seed 0 and stopped at step 100 of 150 for seed 1 (its log's last line
+    cut by the kill), lr 0.2 pending."""
     root = tmp_path / "lenet"
     sweep_tool.run_sweep(LENET_SWEEP, root, SHORT, emit="shell", check=False, log=lambda _: None)
     _finish(root, "000_base_lr0.05_seed0", 0.70, 0.95)
@@ -142,6 +143,7 @@ def lenet_study(tmp_path):
             f.write(json.dumps({"step": step, "time": 1000.0 + step, "train/loss": 1.0,
                                 "train/step_time_s": 0.02}) + "\n")
         f.write(json.dumps({"step": 100, "time": 1101.0, "eval/top1": 0.6, "eval/top5": 0.9}) + "\n")
+        f.write('{"step": 150, "time": 11')  # the writer was killed mid-line: the records before it stand
     return root
 
 

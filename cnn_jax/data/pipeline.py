@@ -46,14 +46,14 @@ class Transforms:
 def make_transforms(config: ml_collections.ConfigDict, dataset: Dataset) -> Transforms:
     """The transforms named by ``config.data`` (``train_transform``, ``eval_transform``, ``batch_transform``,
     ``image_size``, ``interpolation`` for the train and eval resizes) with the dataset's mean/std and the crop
-    fraction of the registry metadata (``cnn_jax.model_info``) of the model ``config.model`` builds: its name and
-    its other keys as overrides, as the trainer passes them to ``create_model``."""
+    fraction of the registry metadata (``cnn_jax.model_info``) of the model ``config.model`` builds (its overrides as
+    the trainer passes them to ``create_model``: ``registry.config_overrides``)."""
     import cnn_jax
     from cnn_jax.data import transforms
+    from cnn_jax.registry import config_overrides
 
     data, stats = config.data, {"mean": dataset.mean, "std": dataset.std}
-    overrides = {key: value for key, value in config.model.items() if key != "name"}
-    crop_fraction = cnn_jax.model_info(config.model.name, **overrides).crop_fraction
+    crop_fraction = cnn_jax.model_info(config.model.name, **config_overrides(config.model)).crop_fraction
     return Transforms(
         train=transforms.make_train_transform(data.train_transform, image_size=data.image_size,
                                               interpolation=data.interpolation, **stats),

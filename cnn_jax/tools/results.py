@@ -29,6 +29,7 @@ from typing import Any
 import ml_collections
 
 from cnn_jax import sweeps
+from cnn_jax.train.metrics import read_metrics
 
 FINAL = "final_metrics.json"
 SWEEP_FILE = "sweep.json"
@@ -45,7 +46,6 @@ class RunRecord:
     config: ml_collections.ConfigDict
     sweep: str = ""  # the sweep file's stem, "" for a loose workdir
     stage: str = ""
-    series: str = ""
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     status: str = "pending"
     steps_done: int = 0
@@ -65,6 +65,11 @@ class RunRecord:
     @property
     def macs(self) -> int:
         return self.size[1]
+
+    @property
+    def series(self) -> str:
+        """The sweep's ``_series`` label, else the stage."""
+        return str(self.overrides.get("_series", self.stage))
 
     @property
     def resolution(self) -> int:
@@ -88,53 +93,30 @@ class RunRecord:
 # Reading runs.
 
 
-_TOTAL_STEPS: dict[tuple, int] = {}
-_SIZES: dict[str, tuple[int, int]] = {}
-
-
 def total_steps(config: ml_collections.ConfigDict) -> int:
     """The run's final step (``Schedule.resolve``; an epoch-based run counts its training examples from the
-    dataset's metadata, or loads it once where the metadata has no count)."""
+    dataset's metadata, cached by the dry run, or loads it where the metadata has no count)."""
     if config.train.get("num_steps") is not None:
         return int(config.train.num_steps)
     from cnn_jax.data import sources
+    from cnn_jax.train.dry_run import dataset_metadata
     from cnn_jax.train.loop import Schedule
 
     data = config.data
-    key = (data.name, data.data_dir, data.manual_dir, data.max_train_examples, data.train_split)
-    if key not in _TOTAL_STEPS:
-        count = sources.describe_dataset(data.name, data.data_dir, manual_dir=data.manual_dir,
-                                         train_split=data.train_split).num_train
-        if count is None:
-            count = len(sources.load_dataset(data.name, data.data_dir, manual_dir=data.manual_dir,
-                                             train_split=data.train_split).train)
-        _TOTAL_STEPS[key] = min(count, data.max_train_examples or count)
-    return Schedule.resolve(config, _TOTAL_STEPS[key]).total_steps
+    count = dataset_metadata(config).num_train
+    if count is None:
+        count = len(sources.load_dataset(data.name, data.data_dir, manual_dir=data.manual_dir,
+                                         train_split=data.train_split).train)
+    return Schedule.resolve(config, min(count, data.max_train_examples or count)).total_steps
 
 
 def run_size(config: ml_collections.ConfigDict) -> tuple[int, int]:
-    """(parameters, MACs per image) of a run's model at its input size (an abstract trace; nothing is computed)."""
-    from cnn_jax.analysis import analyze
-    from cnn_jax.train.loop import build_model
+    """(parameters, MACs per image) of a run's model at its input size (an abstract trace, cached with the dry
+    run's: a sweep point checked before training is not traced again for its summary)."""
+    from cnn_jax.train.dry_run import model_statistics
 
-    key = json.dumps([config.model.to_dict(), config.data.image_size], sort_keys=True, default=str)
-    if key not in _SIZES:
-        model = build_model(config)
-        stats = analyze(model, config.data.image_size, in_channels=model.in_channels)
-        _SIZES[key] = (stats.params, stats.macs)
-    return _SIZES[key]
-
-
-def _read_jsonl(path: pathlib.Path) -> list[dict[str, Any]]:
-    records = []
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:  # a line cut by a kill: the records before it stand
-                    continue
-    return records
+    stats = model_statistics(config)
+    return stats.params, stats.macs
 
 
 def read_progress(workdir: pathlib.Path, planned: int) -> dict[str, Any]:
@@ -142,7 +124,7 @@ def read_progress(workdir: pathlib.Path, planned: int) -> dict[str, Any]:
     logged training windows' time, summed: start-up and evals excluded, resumed sessions included) of a workdir."""
     marker = workdir / FINAL
     log = workdir / "metrics.jsonl"
-    records = _read_jsonl(log) if log.exists() else []
+    records = read_metrics(workdir) if log.exists() else []
     train = [r for r in records if "train/step_time_s" in r]
     evals = [r for r in records if "eval/top1" in r]
     steps_done = max((r["step"] for r in records), default=0)
@@ -168,8 +150,8 @@ def load_record(workdir: pathlib.Path, config: ml_collections.ConfigDict, *, nam
                 stage: str = "", overrides: Mapping[str, Any] | None = None) -> RunRecord:
     overrides = dict(overrides or {})
     planned = total_steps(config)
-    record = RunRecord(name=name, workdir=workdir, config=config, sweep=sweep, stage=stage,
-                       series=str(overrides.get("_series", stage)), overrides=overrides, steps_planned=planned)
+    record = RunRecord(name=name, workdir=workdir, config=config, sweep=sweep, stage=stage, overrides=overrides,
+                       steps_planned=planned)
     for key, value in read_progress(workdir, planned).items():
         setattr(record, key, value)
     return record
@@ -254,16 +236,6 @@ class Point:
         return f"{done}/{len(self.runs)} finished" + (f", {started - done} unfinished" if started > done else "")
 
 
-def _flat(config: ml_collections.ConfigDict | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, ml_collections.ConfigDict | Mapping):
-            out |= _flat(value, f"{prefix}{key}.")
-        else:
-            out[prefix + key] = value
-    return out
-
-
 def _hashable(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -272,7 +244,7 @@ def group_points(records: Sequence[RunRecord]) -> list[Point]:
     """Runs grouped by (sweep, stage, whole config without ``seed``), in first-seen order."""
     groups: dict[tuple, list[RunRecord]] = {}
     for record in records:
-        config = {k: v for k, v in _flat(record.config).items() if k != sweeps.SEED_KEY}
+        config = {k: v for k, v in sweeps.flatten(record.config).items() if k != sweeps.SEED_KEY}
         key = (record.sweep, record.stage, str(record.workdir.parent) if not record.sweep else "",
                _hashable(config))
         groups.setdefault(key, []).append(record)
@@ -281,7 +253,7 @@ def group_points(records: Sequence[RunRecord]) -> list[Point]:
 
 def differing_keys(records: Sequence[RunRecord]) -> list[str]:
     """Config keys (dotted) whose value is not the same in every run, ``seed`` left out (it has its column)."""
-    flats = [_flat(r.config) for r in records]
+    flats = [sweeps.flatten(r.config) for r in records]
     keys: list[str] = []
     for flat in flats:
         keys += [k for k in flat if k not in keys]
@@ -319,7 +291,7 @@ def table_rows(points: Sequence[Point]) -> tuple[list[str], list[dict[str, Any]]
     rows = []
     for point in points:
         first = point.first
-        flat = _flat(first.config)
+        flat = sweeps.flatten(first.config)
         steps = sorted({f"{r.steps_done}/{r.steps_planned}" for r in point.runs})
         times = [r.train_time_s for r in point.runs if r.train_time_s is not None]
         row = {"run": point.label, "sweep": first.sweep, "stage": first.stage, "status": point.status,
@@ -379,7 +351,7 @@ def x_value(record: RunRecord, axis: str) -> float | None:
         return record.params / 1e6
     if axis == "resolution":
         return float(record.resolution)
-    value = _flat(record.config).get(axis)
+    value = sweeps.flatten(record.config).get(axis)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)

@@ -516,20 +516,10 @@ def open_study(spec: str, workdir: str | pathlib.Path, cli_args: Sequence[str] =
     base_spec = base_config or sweep.base_config
     base = load_config(base_spec)
     cli = parse_cli_overrides(cli_args, base)
-    if x not in results.X_AXES:
-        sweeps.apply_overrides(base, {x: base_value(base, x)})  # an unknown --x key fails here
+    if x not in results.X_AXES and x not in sweeps.flatten(base):
+        raise sweeps.UnknownKeyError(f"--x {x!r} is not macs, params, resolution or a key of the config")
     return Study(sweep, base_spec, base, list(cli_args), cli, pathlib.Path(workdir).absolute(),
                  tuple(seeds) if seeds is not None else sweep.seeds, python, x, check, log)
-
-
-def base_value(config: ml_collections.ConfigDict, key: str) -> Any:
-    node = config
-    try:
-        for part in key.split("."):
-            node = node[part]
-    except (KeyError, AttributeError):
-        raise sweeps.UnknownKeyError(f"--x {key!r} is not macs, params, resolution or a key of the config") from None
-    return node
 
 
 def run_sweep(spec: str, workdir: str | pathlib.Path, cli_args: Sequence[str] = (), *,

@@ -141,7 +141,7 @@ def dry_run(config: ml_collections.ConfigDict, *, devices: int | None = None,
     warnings: list[str] = []
     data, train = config.data, config.train
 
-    dataset = _describe_dataset(data.name, data.data_dir, data.manual_dir, data.train_split, data.eval_split)
+    dataset = dataset_metadata(config)
     if dataset.problem:
         problems.append(f"data.name={data.name!r}: {dataset.problem}")
     try:
@@ -206,7 +206,7 @@ def _check_model(config: ml_collections.ConfigDict, dataset: sources.DatasetMeta
             warnings.append(f"{message}: {model.num_classes - dataset.num_classes} logits are never a label")
     size = config.data.image_size
     try:
-        stats = _model_stats(ml_collections.FrozenConfigDict({"model": config.model.to_dict()}), size, channels)
+        stats = model_statistics(config)
     except Exception as error:  # whatever the model's own code raises for this config is the config's problem
         problems.append(f"model {config.model.name!r} at data.image_size={size} ({size}x{size}x{channels} input): "
                         f"{type(error).__name__}: {error}")
@@ -264,6 +264,19 @@ def _bytes(tree: Any) -> int:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Cached parts, keyed by the config values they depend on (a model's as a hashable FrozenConfigDict).
+
+
+def dataset_metadata(config: ml_collections.ConfigDict) -> sources.DatasetMetadata:
+    """``sources.describe_dataset`` for ``config.data`` (cached)."""
+    data = config.data
+    return _describe_dataset(data.name, data.data_dir, data.manual_dir, data.train_split, data.eval_split)
+
+
+def model_statistics(config: ml_collections.ConfigDict) -> ModelStats:
+    """``cnn_jax.analysis`` of the model ``config`` builds, at ``data.image_size`` on its input channels (cached)."""
+    channels = loop.build_model(config).in_channels
+    return _model_stats(ml_collections.FrozenConfigDict({"model": config.model.to_dict()}), config.data.image_size,
+                        channels)
 
 
 @functools.lru_cache(maxsize=16)

@@ -27,6 +27,7 @@ import optax
 import cnn_jax
 from cnn_jax import parallel
 from cnn_jax.data import pipeline, sources
+from cnn_jax.registry import config_overrides
 from cnn_jax.train import optim, steps
 from cnn_jax.train.checkpoint import Checkpointer, abstract_with_shardings
 from cnn_jax.train.metrics import MetricWriter
@@ -57,7 +58,7 @@ class Schedule:
 
 def build_model(config: ml_collections.ConfigDict):
     """The registry model named by ``config.model`` (``name``, ``dtype`` and any other key as an override)."""
-    overrides = {k: v for k, v in config.model.items() if k not in ("name", "dtype")}
+    overrides = config_overrides(config.model)
     dtype = config.model.get("dtype", "float32")
     if dtype not in DTYPES:
         raise ValueError(f"config.model.dtype={dtype!r}; expected one of {sorted(DTYPES)}")

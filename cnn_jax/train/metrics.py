@@ -37,6 +37,14 @@ class MetricWriter:
 
 
 def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
-    """The records of ``workdir/metrics.jsonl``."""
+    """The records of ``workdir/metrics.jsonl``; a line cut short by a killed writer is skipped (the records
+    before it stand)."""
+    records = []
     with open(pathlib.Path(workdir) / "metrics.jsonl") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for line in f:
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return records
