@@ -8,6 +8,7 @@ and exits 0 when every check passes, 1 with each problem named (config key, valu
 """
 
 import os
+import shlex
 import sys
 
 if __name__ == "__main__":  # the allocator is chosen when the process starts: before JAX is imported
@@ -22,6 +23,7 @@ from ml_collections import config_flags  # noqa: E402
 from cnn_jax import allocator, parallel  # noqa: E402
 from cnn_jax.train.dry_run import dry_run  # noqa: E402
 from cnn_jax.train.loop import train_and_evaluate  # noqa: E402
+from cnn_jax.train.metrics import record_launch  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (a .py returning a ConfigDict).",
                                 lock_config=True)
@@ -85,6 +87,7 @@ def main(argv):
     parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     if jax.process_index() == 0:
         print(f"allocator: {allocator.active_allocator()} (--malloc={FLAGS.malloc})", flush=True)
+        record_launch(FLAGS.workdir, "python " + shlex.join(sys.argv))
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

@@ -197,3 +197,33 @@ def test_scanned_stages_equal_one_module_per_block(name, overrides):
 
     a, b = logits(variables, flat, x)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("depth", [20, 32, 44, 56])
+def test_plain_nets_are_the_resnets_without_shortcuts(depth):
+    """He et al. 2015 Fig. 6: plain-(6n+2) has the ResNet's layers and parameters (option A adds none) and the same
+    variables compute another function: with every branch's second BN silenced, the ResNet passes its input
+    through the shortcuts while the plain net outputs constants."""
+    plain, resnet = cnn_jax.create_model(f"plain{depth}", num_classes=10), cnn_jax.create_model(f"resnet{depth}",
+                                                                                                   num_classes=10)
+    shapes = _shapes(plain)
+    assert jax.tree_util.tree_map(lambda a: a.shape, shapes) == jax.tree_util.tree_map(lambda a: a.shape,
+                                                                                       _shapes(resnet))
+    assert count_params(shapes["params"]) == {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018}[depth]
+    x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+    variables = jax.jit(lambda x: resnet.init(jax.random.key(1), x, train=False))(x)
+    silenced = jax.tree_util.tree_map_with_path(
+        lambda path, a: jnp.zeros_like(a) if "bn2" in jax.tree_util.keystr(path) and "scale" in
+        jax.tree_util.keystr(path) else a, variables["params"])
+    silenced = {**variables, "params": silenced}
+    plain_logits = plain.apply(silenced, x, train=False).logits
+    resnet_logits = resnet.apply(silenced, x, train=False).logits
+    # Branch outputs are just their BN biases (zero at init): the plain net's features are all zero.
+    np.testing.assert_allclose(plain_logits[0], plain_logits[1], atol=1e-6)
+    assert not np.allclose(resnet_logits[0], resnet_logits[1], atol=1e-3)
+
+
+def test_plain_nets_refuse_stochastic_depth():
+    model = cnn_jax.create_model("plain20", num_classes=10, drop_path_rate=0.1)
+    with pytest.raises(ValueError, match="drop_path_rate=0.1 needs shortcuts"):
+        model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)

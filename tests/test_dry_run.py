@@ -172,7 +172,7 @@ def test_launch_dry_run_prints_the_report_and_writes_nothing(tmp_path):
     workdir = tmp_path / "run"
     result = _launch("--workdir", str(workdir))
     assert result.returncode == 0, result.stderr
-    for line in ("dataset   fashion_mnist: found", "model     lenet5: 61,706 parameters", "schedule  4,680 steps",
+    for line in ("dataset   fashion_mnist: found", "model     lenet5: 61,706 parameters", "schedule  9,360 steps",
                  "peak 0.05", "memory    ~", "ok: every check passed"):
         assert line in result.stdout, result.stdout
     assert not workdir.exists()

@@ -13,7 +13,7 @@ import pytest
 from conftest import count_params
 
 import cnn_jax
-from cnn_jax.analysis import analyze
+from cnn_jax.analysis import analyze, layer_table
 from cnn_jax.models import layers
 from cnn_jax.models.efficientnet import (
     EFFICIENTNET_B0_STAGES,
@@ -258,3 +258,19 @@ def test_expansion_conv_only_where_widths_differ():
     assert "expand" not in params["stage1_block1"] and "expand" in params["stage2_block0"]
     assert params["stage1_block0"]["depthwise"]["conv"]["kernel"].shape == (3, 3, 1, 64)
     assert math.prod(params["head"]["fc"]["kernel"].shape) == 2560 * 1000
+
+
+@pytest.mark.parametrize("small, imagenet", [("mobilenet_v2_cifar", "mobilenet_v2"),
+                                             ("efficientnet_b0_cifar", "efficientnet_b0")])
+def test_small_image_variants_move_the_stem_stride_only(small, imagenet):
+    """The 28-32 px variants: the same parameters; at 32 px the stem keeps the full resolution, so every layer
+    after it sees what the ImageNet layout sees at 64 px (same multiply-adds) and the last stage runs at 2x2."""
+    model, reference = cnn_jax.create_model(small, num_classes=10), cnn_jax.create_model(imagenet, num_classes=10)
+    assert count_params(_params(model)) == count_params(_params(reference))
+    assert analyze(model, 32).program_macs == analyze(reference, 64).program_macs
+    sizes = {layer.path: layer.output_shape[1:3] for layer in layer_table(model, 32)}
+    assert sizes["stem/conv"] == (32, 32) and sizes["head_conv/conv"] == (2, 2)
+    images = jax.ShapeDtypeStruct((2, 28, 28, 3), jnp.float32)  # Fashion-MNIST's own size runs too
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), images)
+    logits = jax.eval_shape(lambda v, x: model.apply(v, x, train=False).logits, variables, images)
+    assert logits.shape == (2, 10)

@@ -117,8 +117,10 @@ def _one_model_per_class_with_drop_path() -> list[str]:
     seen, chosen = set(), []
     # Shortest name first: the smallest variant of a family (resnet18 before resnet101) compiles fastest.
     for name in sorted(ALL_MODELS, key=lambda n: (len(n), n)):
-        cls = type(cnn_jax.create_model(name))
-        if "drop_path_rate" in module_fields(cls) and cls not in seen:
+        model = cnn_jax.create_model(name)
+        cls = type(model)
+        # The plain CIFAR nets (residual=False) share CifarResNet's class but refuse drop-path: no shortcuts.
+        if "drop_path_rate" in module_fields(cls) and cls not in seen and getattr(model, "residual", True):
             seen.add(cls)
             chosen.append(name)
     return chosen

@@ -18,13 +18,15 @@ from ml_collections import config_flags
 from cnn_jax import sweeps
 from cnn_jax.tools import evaluate, report, results
 from cnn_jax.tools import sweep as sweep_tool
+from cnn_jax.train.metrics import read_launches
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LENET_SWEEP = "experiments/sweeps/lenet_lr.py"
 # A real but tiny budget: 3 LeNet-5 seeds, 250 steps of 64 on 10k Fashion-MNIST images, scored on 2,000 test images.
 TINY = ["--config.train.num_steps=250", "--config.train.global_batch=64", "--config.data.max_train_examples=10000",
         "--config.data.max_eval_examples=2000", "--config.train.log_every_steps=250",
-        "--config.train.eval_every_epochs=100.0", "--config.train.checkpoint_every_steps=1000"]
+        "--config.train.eval_every_epochs=100.0", "--config.train.checkpoint_every_steps=1000",
+        "--config.data.train_transform=none"]  # the README's ensemble example was measured without lenet5.py's flips
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -192,6 +194,10 @@ def test_sweep_end_to_end_and_skip_finished(lenet_sweep):
         assert row["metrics"]["eval/examples"] == 2000
         assert row["metrics"]["eval/top1"] > 0.70  # it learned (chance is 0.10)
         assert (root / row["run"] / sweep_tool.FINAL).exists()
+        # The run's launch record holds the sweep command that trained it (and the study re-runs).
+        launches = read_launches(root / row["run"])
+        assert len(launches) == 1 and launches[0]["command"].startswith(
+            f"python -m cnn_jax.tools.sweep {shlex.quote(f'{LENET_SWEEP}:lrs=[0.2],seeds=[0,1,2]')} --workdir {root}")
     assert len({r["metrics"]["eval/top1"] for r in rows}) > 1  # the seeds differ
 
     with open(root / "summary_runs.csv") as f:
@@ -210,6 +216,7 @@ def test_sweep_end_to_end_and_skip_finished(lenet_sweep):
     again = _rows(sweep_tool.run_sweep(f"{LENET_SWEEP}:lrs=[0.2],seeds=[0,1,2]", root, TINY, log=logs2.append))
     assert sum(line.startswith("[skip]") for line in logs2) == 3 and not any(x.startswith("[run]") for x in logs2)
     assert sizes == [(root / r["run"] / "metrics.jsonl").stat().st_size for r in rows]
+    assert all(len(read_launches(root / r["run"])) == 1 for r in rows)  # a skipped run is not launched again
     assert [r["metrics"]["eval/top1"] for r in again["rows"]] == [r["metrics"]["eval/top1"] for r in rows]
 
     # A run launched from emitted commands has no marker: its metrics.jsonl (eval at the last step) says finished.

@@ -153,3 +153,23 @@ def test_v2_has_no_drop_path_and_rejects_odd_widths():
 def test_v1_accepts_drop_path_rate():
     model = cnn_jax.create_model("shufflenet_v1_g3", drop_path_rate=0.1)
     assert model.drop_path_rate == 0.1
+
+
+@pytest.mark.parametrize("scale", ["x0_5", "x1_0"])
+def test_v2_small_image_variant_keeps_a_4x4_map_at_conv5(scale):
+    """Conv1 at stride 1 without the max pool: the ImageNet layout's parameters, and at 32 px Conv5 sees 4x4
+    instead of 1x1."""
+    from cnn_jax.analysis import layer_table
+
+    small = cnn_jax.create_model(f"shufflenet_v2_{scale}_cifar", num_classes=10)
+    imagenet = cnn_jax.create_model(f"shufflenet_v2_{scale}", num_classes=10)
+    images = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+
+    def params(model):
+        return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), images)["params"]
+
+    assert count_params(params(small)) == count_params(params(imagenet))
+    assert "stem_pool" not in {layer.path for layer in layer_table(small, 32)}
+    conv5 = {layer.path: layer.output_shape[1:3] for layer in layer_table(small, 32)}["conv5/conv"]
+    assert conv5 == (4, 4)
+    assert {layer.path: layer.output_shape[1:3] for layer in layer_table(imagenet, 32)}["conv5/conv"] == (1, 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -52,6 +53,44 @@ def test_lenet_learns_fashion_mnist(tmp_path):
     assert train_losses[-1] < 0.6 * train_losses[0]
     assert all("train/images_per_s" in r for r in records if "train/loss" in r)
     assert (tmp_path / "config.json").exists() and any((tmp_path / "tensorboard").iterdir())
+
+
+def test_logged_training_metrics_are_means_over_the_log_window(tmp_path):
+    """train/loss and train/top1 at a log step average every step since the previous log (a per-epoch training
+    error, not one batch's), as a run logging every step shows."""
+
+    def config(log_every):
+        c = lenet_config(num_steps=6, log_every_steps=log_every, eval_every_epochs=100.0)
+        c.data.max_train_examples, c.data.max_eval_examples = 1024, 100
+        return c
+
+    train_and_evaluate(config(1), tmp_path / "every")
+    train_and_evaluate(config(3), tmp_path / "window")
+    every = {r["step"]: r for r in read_metrics(tmp_path / "every") if "train/loss" in r}
+    window = {r["step"]: r for r in read_metrics(tmp_path / "window") if "train/loss" in r}
+    assert sorted(window) == [3, 6]
+    for step in (3, 6):
+        for key in ("train/loss", "train/top1"):
+            expected = np.mean([every[s][key] for s in range(step - 2, step + 1)])
+            np.testing.assert_allclose(window[step][key], expected, rtol=1e-5)
+
+
+def test_a_diverged_run_names_its_first_non_finite_step(tmp_path):
+    """The loss is checked at each log for every step since the last one: the error names the first bad step,
+    whatever the log interval."""
+
+    def config(log_every):
+        c = lenet_config(num_steps=40, log_every_steps=log_every, eval_every_epochs=100.0)
+        c.optimizer.base_lr = 1e8
+        c.data.max_train_examples, c.data.max_eval_examples = 2048, 100
+        return c
+
+    with pytest.raises(FloatingPointError, match=r"at step (\d+)") as every:
+        train_and_evaluate(config(1), tmp_path / "every")
+    first_bad = int(re.search(r"at step (\d+)", str(every.value)).group(1))
+    assert first_bad < 20
+    with pytest.raises(FloatingPointError, match=rf"at step {first_bad} \(the first since the last log, step 0\)"):
+        train_and_evaluate(config(20), tmp_path / "window")
 
 
 def _final_params(workdir):
@@ -205,6 +244,26 @@ def test_exact_evaluation_scores_every_example_once():
 def test_missing_dataset_directory_names_directory_and_command(tmp_path):
     with pytest.raises(FileNotFoundError, match=rf"{tmp_path}.*apt-get install dataset-fashion-mnist"):
         fashion_mnist.load("train", tmp_path)
+
+
+def test_launch_records_each_invocation_with_its_machine(tmp_path):
+    """launch.py appends time, host, CPU, devices and its command line to launches.jsonl, once per invocation (a
+    resumed run has one line per sitting); the results export keeps the file."""
+    from cnn_jax.tools import results
+    from cnn_jax.train.metrics import read_launches
+
+    command = [sys.executable, "launch.py", "--config", "experiments/fashion_mnist/lenet5.py", "--workdir",
+               str(tmp_path / "run"), "--config.train.num_steps=2", "--config.data.max_train_examples=256",
+               "--config.data.max_eval_examples=50"]
+    for _ in range(2):
+        subprocess.run(command, cwd=REPO, check=True, capture_output=True, timeout=300)
+    launches = read_launches(tmp_path / "run")
+    assert len(launches) == 2
+    assert launches[0]["command"].startswith("python launch.py --config experiments/fashion_mnist/lenet5.py")
+    assert "--config.train.num_steps=2" in launches[0]["command"]
+    assert launches[0]["cpu_count"] == os.cpu_count() and launches[0]["devices"].endswith("cpu")
+    copied = results.export_evidence(tmp_path / "run", tmp_path / "evidence")
+    assert {p.name for p in copied} == {"config.json", "metrics.jsonl", "launches.jsonl"}
 
 
 def test_unknown_config_key_fails_before_compiling():

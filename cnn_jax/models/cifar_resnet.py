@@ -11,6 +11,10 @@
   (``residual_gamma_init``). With untrained BN statistics every block roughly doubles the activations in evaluation
   mode, and 600 blocks overflow float32 (NaN logits at init); the paper only ever evaluates trained statistics.
   Same parameters; pass ``residual_gamma_init=1.0`` for the plain init.
+- The same paper's plain counterparts (Sec. 4.2, Fig. 6 left): ``plain20/32/44/56`` are ``resnet20/32/44/56`` with
+  every shortcut removed (``residual=False``: conv-BN-ReLU-conv-BN-ReLU, nothing added), the same layers and
+  parameters. The paper trains them to show the degradation problem: the deeper plain net has the higher training
+  error.
 - Huang, Sun, Liu, Sedra & Weinberger 2016, "Deep Networks with Stochastic Depth", arXiv:1603.09382, Sec. 3-4:
   ``resnet110_sd`` is resnet110 trained with stochastic depth, survival probability p_l = 1 - l/L (1 - p_L) for unit
   l of L = 54, p_L = 0.5 (``drop_path_rate=0.5``, rule ``"huang"``). The paper scales the branch by p_l at test
@@ -51,12 +55,14 @@ def zero_pad_shortcut(x: Array, features: int, strides: int) -> Array:
 class CifarBasicBlock(nn.Module):
     """conv3x3-BN-ReLU -> conv3x3-BN, plus the shortcut, then ReLU (He et al. 2015 Fig. 5 left, Sec. 4.2).
 
-    ``residual_gamma_init`` is the initial scale of the branch's last BN (1.0: the usual init).
+    ``residual_gamma_init`` is the initial scale of the branch's last BN (1.0: the usual init). ``residual=False``
+    drops the shortcut: the plain block of Fig. 6 (left), the same layers.
     """
 
     features: int
     strides: int = 1
     shortcut: str = "A"
+    residual: bool = True
     residual_gamma_init: float = 1.0
     dtype: Dtype = None
     param_dtype: Dtype = jnp.float32
@@ -79,6 +85,8 @@ class CifarBasicBlock(nn.Module):
         y = nn.relu(bn("bn1")(conv(self.features, 3, self.strides, name="conv1", **kw)(x)))
         y = bn("bn2", self.residual_gamma_init)(conv(self.features, 3, 1, name="conv2", **kw)(y))
         y = drop_branch(self, y, drop_path_rate, train=train)
+        if not self.residual:
+            return nn.relu(y)
         if self.strides != 1 or x.shape[-1] != self.features:
             if self.shortcut == "A":
                 x = zero_pad_shortcut(x, self.features, self.strides)
@@ -95,6 +103,7 @@ class CifarResNet(nn.Module):
     Attributes:
       stages: (blocks, filters) per stage; Table 6 uses ``((n, 16), (n, 32), (n, 64))``.
       shortcut: "A" (zero-padding identity, the paper's CIFAR nets) or "B" (projection where the shape changes).
+      residual: False removes every shortcut (the plain nets of Sec. 4.2, Fig. 6).
       residual_gamma_init: initial scale of the last BN of every residual branch (see the module docstring).
       drop_path_rule: stochastic-depth decay over the blocks (a key of ``layers.DROP_PATH_RULES``).
       scan_blocks: run each stage's identical blocks under ``nn.scan`` (stacked parameters).
@@ -102,6 +111,7 @@ class CifarResNet(nn.Module):
 
     stages: Sequence[tuple[int, int]] = ((3, 16), (3, 32), (3, 64))
     shortcut: str = "A"
+    residual: bool = True
     residual_gamma_init: float = 1.0
     drop_path_rule: str = "huang"
     scan_blocks: bool = False
@@ -119,6 +129,11 @@ class CifarResNet(nn.Module):
     @nn.compact
     def __call__(self, images: Array, *, train: bool) -> ModelOutput:
         check_images(images, self.in_channels, type(self).__name__)
+        if not self.residual and self.drop_path_rate > 0.0:
+            raise ValueError(
+                f"drop_path_rate={self.drop_path_rate} needs shortcuts: without them (residual=False) a dropped "
+                "block would drop the whole signal; use 0.0"
+            )
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         x = ConvNormAct(self.stages[0][1], 3, name="stem", **kw)(images, train=train)
         for index, ((_, features), rates) in enumerate(zip(self.stages, self.drop_path_schedule(), strict=True)):
@@ -127,6 +142,7 @@ class CifarResNet(nn.Module):
                     CifarBasicBlock,
                     features=features,
                     shortcut=self.shortcut,
+                    residual=self.residual,
                     residual_gamma_init=self.residual_gamma_init,
                     **kw,
                 ),
@@ -177,6 +193,17 @@ for _depth in (20, 32, 44, 56, 110, 1202):
         ),
         stages=_stages((_depth - 2) // 6, (16, 32, 64)),
         **({"residual_gamma_init": 0.1, "scan_blocks": True} if _depth == 1202 else {}),
+    )
+
+# Plain-6n+2 (Sec. 4.2, Fig. 6 left): the ResNets above without shortcuts; option A has no parameters, so the
+# counts equal resnet20/32/44/56's.
+for _depth in (20, 32, 44, 56):
+    register_model(
+        f"plain{_depth}",
+        CifarResNet,
+        _cifar_info(RESNET, "Sec. 4.2, Fig. 6 left (plain 6n+2, no shortcuts)", "plain_cifar", None),
+        stages=_stages((_depth - 2) // 6, (16, 32, 64)),
+        residual=False,
     )
 
 register_model(

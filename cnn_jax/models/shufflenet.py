@@ -219,11 +219,15 @@ class ShuffleNetV2(nn.Module):
       final_features: channels of the last 1x1 conv (Conv5).
       stem_features: channels of the first conv (Conv1).
       stage_repeats: units per stage (the first of each has stride 2).
+      stem_strides: stride of Conv1 (2 in Table 5).
+      stem_pool: whether the 3x3/2 max pool follows Conv1 (Table 5: yes).
     """
 
     stage_widths: Sequence[int] = (116, 232, 464)
     final_features: int = 1024
     stem_features: int = 24
+    stem_strides: int = 2
+    stem_pool: bool = True
     stage_repeats: Sequence[int] = (4, 8, 4)
     num_classes: int = 1000
     in_channels: int = 3
@@ -236,8 +240,9 @@ class ShuffleNetV2(nn.Module):
     def __call__(self, images: Array, *, train: bool) -> layers.ModelOutput:
         layers.check_images(images, self.in_channels, "ShuffleNetV2")
         dt = dict(norm_convention=self.norm_convention, dtype=self.dtype, param_dtype=self.param_dtype)
-        x = layers.ConvNormAct(self.stem_features, 3, strides=2, **dt, name="stem")(images, train=train)
-        x = layers.Pool("max", 3, strides=2, padding=1, name="stem_pool")(x)
+        x = layers.ConvNormAct(self.stem_features, 3, strides=self.stem_strides, **dt, name="stem")(images, train=train)
+        if self.stem_pool:
+            x = layers.Pool("max", 3, strides=2, padding=1, name="stem_pool")(x)
         for s, (width, repeats) in enumerate(zip(self.stage_widths, self.stage_repeats, strict=True), start=2):
             for i in range(repeats):
                 x = ShuffleUnitV2(width, strides=2 if i == 0 else 1, **dt, name=f"stage{s}_block{i}")(x, train=train)
@@ -296,4 +301,27 @@ for _name, (_widths, _final) in _V2.items():
         ),
         stage_widths=_widths,
         final_features=_final,
+    )
+
+# Small images (28-32 px): Conv1 at stride 1 and no max pool, the CIFAR ResNets' stem rule (He et al. 2015 Sec. 4.2),
+# so Stages 2-4 run at 16/8/4 px for a 32x32 input and Conv5 sees a 4x4 map (at stride 32 it would see 1x1, where
+# the 0.5x model underfits Fashion-MNIST). Same parameters as the ImageNet layouts.
+for _name, (_widths, _final) in _V2.items():
+    register_model(
+        f"{_name}_cifar",
+        ShuffleNetV2,
+        ModelInfo(
+            paper=_V2_PAPER,
+            table="Table 5, Conv1 at stride 1 without MaxPool (total stride 8, 28-32 px inputs)",
+            resolution=32,
+            eval_resolution=32,
+            crop_fraction=1.0,
+            family="shufflenet",
+            reference=None,
+            min_resolution=9,
+        ),
+        stage_widths=_widths,
+        final_features=_final,
+        stem_strides=1,
+        stem_pool=False,
     )

@@ -65,7 +65,6 @@ import dataclasses
 import gc
 import itertools
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -82,6 +81,7 @@ import numpy as np  # noqa: E402
 
 import cnn_jax  # noqa: E402
 from cnn_jax import allocator  # noqa: E402
+from cnn_jax.machine import cpu_model  # noqa: E402
 from cnn_jax.models import conv_ops  # noqa: E402
 
 
@@ -582,12 +582,7 @@ def measure(model_name: str, mode: str, *, batch: int, resolution: int, dtype: s
 
 def machine() -> str:
     """Device, host CPU and library versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     import flax
 
     versions = [f"jax {jax.__version__}", f"jaxlib {jax.lib.__version__}", f"flax {flax.__version__}"]

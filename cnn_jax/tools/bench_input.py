@@ -53,6 +53,7 @@ from PIL import Image, features
 
 from cnn_jax import allocator
 from cnn_jax.data import transforms
+from cnn_jax.machine import cpu_model
 
 SIZES = ((500, 375), (375, 500), (500, 333), (500, 500), (333, 500), (500, 400))  # (width, height)
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
@@ -111,17 +112,6 @@ def time_window(path: Callable[[bytes, int], np.ndarray], jpegs: Sequence[bytes]
     else:
         list(pool.map(lambda item: path(*item), items))
     return count / (time.perf_counter() - begin), count / max(time.process_time() - begin_cpu, 1e-9)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def describe_machine() -> str:

@@ -9,8 +9,8 @@ last step) or ``pending`` (nothing on disk). A *point* is the runs that differ o
 show its mean ± sample standard deviation over the finished seeds, with n.
 
 ``python -m cnn_jax.tools.results export SRC DEST`` copies the evidence of every run under SRC (``config.json``,
-``metrics.jsonl``, ``final_metrics.json``; a sweep's ``sweep.json``, ``plan/`` and ``summary*``) to DEST, without
-checkpoints or TensorBoard files: what a results directory in the repository holds.
+``metrics.jsonl``, ``launches.jsonl``, ``final_metrics.json``; a sweep's ``sweep.json``, ``plan/`` and
+``summary*``) to DEST, without checkpoints or TensorBoard files: what a results directory in the repository holds.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import ml_collections
 
 from cnn_jax import sweeps
-from cnn_jax.train.metrics import read_metrics
+from cnn_jax.train.metrics import LAUNCHES_FILE, read_metrics
 
 FINAL = "final_metrics.json"
 SWEEP_FILE = "sweep.json"
@@ -542,8 +542,8 @@ def plot_runs(points: Sequence[Point], stem: pathlib.Path, *, axis: str = "macs"
 # Evidence for the repository.
 
 
-EVIDENCE = ("config.json", "metrics.jsonl", FINAL, SWEEP_FILE, "summary.md", "summary.csv", "summary_runs.csv",
-            "summary.png", "summary.svg")
+EVIDENCE = ("config.json", "metrics.jsonl", LAUNCHES_FILE, FINAL, SWEEP_FILE, "summary.md", "summary.csv",
+            "summary_runs.csv", "summary.png", "summary.svg")
 
 
 def export_evidence(source: str | pathlib.Path, destination: str | pathlib.Path) -> list[pathlib.Path]:

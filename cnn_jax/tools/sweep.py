@@ -263,12 +263,15 @@ def record(run: PlannedRun, root: pathlib.Path, sweep_name: str) -> results.RunR
                                overrides=run.overrides)
 
 
-def execute(run: PlannedRun, root: pathlib.Path) -> dict[str, float] | None:
-    """Trains one run (resuming from its workdir); if it reached its last step, writes ``final_metrics.json`` and
-    returns the final metrics, else (SIGTERM, ``train.stop_after_steps``) returns None."""
+def execute(run: PlannedRun, root: pathlib.Path, command: str) -> dict[str, float] | None:
+    """Trains one run (resuming from its workdir; ``command``, the sweep's, goes to its ``launches.jsonl``); if it
+    reached its last step, writes ``final_metrics.json`` and returns the final metrics, else (SIGTERM,
+    ``train.stop_after_steps``) returns None."""
     from cnn_jax.train.loop import train_and_evaluate
+    from cnn_jax.train.metrics import record_launch
 
     workdir = run.workdir(root)
+    record_launch(workdir, command)
     start = time.time()
     train_and_evaluate(run.config, workdir)
     progress = results.read_progress(workdir, results.total_steps(run.config))
@@ -574,7 +577,7 @@ def run_sweep(spec: str, workdir: str | pathlib.Path, cli_args: Sequence[str] = 
                 log(f"[skip] {run.name}: finished (top-1 {progress.metrics.get('eval/top1', float('nan')):.4f})")
                 continue
             log(f"[run] {run.name} {sweeps.config_keys(run.overrides)}")
-            if execute(run, study.root) is None:
+            if execute(run, study.root, _sweep_command(study)) is None:
                 # Preempted (SIGTERM) or time-sliced: stop here; a relaunch resumes this run from its checkpoint.
                 stopped = f"{run.name} did not reach its last step; relaunch the sweep to resume it"
                 log(f"[stopped] {stopped}")

@@ -275,6 +275,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
     eval_metrics: dict[str, float] = {}
     step, window_start, window_steps, data_wait = start_step, time.time(), 0, 0.0
+    # Each step's loss and top-1 since the last log (device scalars, fetched at the log): the logged train/loss and
+    # train/top1 are means over the window, so they measure training error over the epoch, not one batch's.
+    window: list[tuple[jax.Array, jax.Array]] = []
     previous_loss = None  # the last dispatched step's loss: ready once that step has finished on the devices
     with _Preemption() as preemption:
         while step < stop_step:
@@ -285,14 +288,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 data_wait += time.time() - wait_start
             state, metrics = train_step(state, images, labels, rng)
             previous_loss = metrics["train/loss"]
+            window.append((metrics["train/loss"], metrics["train/top1"]))
             step += 1
             window_steps += 1
             last = step == stop_step
             if step % config.train.log_every_steps == 0 or last:
                 metrics = jax.device_get(metrics)
-                if not np.isfinite(metrics["train/loss"]):
-                    raise FloatingPointError(f"non-finite training loss {metrics['train/loss']} at step {step}; "
-                                             "no checkpoint was written for it")
+                window_losses, window_top1 = np.asarray(jax.device_get(window), np.float64).T
+                window = []
+                bad = np.flatnonzero(~np.isfinite(window_losses))
+                if bad.size:
+                    first_bad = step - window_losses.size + 1 + int(bad[0])
+                    raise FloatingPointError(f"non-finite training loss {window_losses[bad[0]]} at step {first_bad} "
+                                             f"(the first since the last log, step {step - window_losses.size})")
+                metrics |= {"train/loss": float(window_losses.mean()), "train/top1": float(window_top1.mean())}
                 elapsed = time.time() - window_start
                 images_per_s = window_steps * config.train.global_batch / max(elapsed, 1e-9)
                 eta = (schedule.total_steps - step) * elapsed / window_steps

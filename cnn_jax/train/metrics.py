@@ -3,10 +3,43 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import socket
 import time
 
 import jax
+
+from cnn_jax.machine import cpu_model
+
+LAUNCHES_FILE = "launches.jsonl"  # launch.py appends each invocation (time, machine, command line) to it
+
+
+def record_launch(workdir: str | pathlib.Path, command: str) -> None:
+    """Appends one invocation of a run to ``WORKDIR/launches.jsonl``: UTC time, host, CPU, devices and the command
+    line, what (re-)ran the run and where (``cnn_jax.tools.reproductions`` prints them beside the results)."""
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    devices = jax.devices()
+    processes = f" x {jax.process_count()} processes" if jax.process_count() > 1 else ""
+    record = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": socket.gethostname(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "devices": f"{len(devices)} x {devices[0].device_kind}{processes}",
+        "command": command,
+    }
+    with open(workdir / LAUNCHES_FILE, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_launches(workdir: str | pathlib.Path) -> list[dict]:
+    """The records :func:`record_launch` wrote (none for a run started otherwise)."""
+    path = pathlib.Path(workdir) / LAUNCHES_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 class MetricWriter:

@@ -2,7 +2,9 @@
 
 Run:
   python launch.py --config experiments/fashion_mnist/lenet5.py --workdir /tmp/lenet5_fmnist
-Expected: ~0.90 test top-1 after 10 epochs (the Fashion-MNIST README lists 2-conv LeNet-like nets at 0.88-0.92).
+Recipe: SGD momentum 0.9, lr 0.05 at batch 128, cosine over 20 epochs, weight decay 5e-4, horizontal flips (10
+epochs without flips stopped at 0.912). Results with seeds: docs/results/fashion_mnist (the Fashion-MNIST README
+lists 2-conv nets at 0.916-0.939).
 """
 
 from experiments.common import base_config
@@ -13,8 +15,9 @@ def get_config():
     c.model.name = "lenet5"
     c.model.in_channels = 1
     c.model.num_classes = 10
-    c.train.epochs = 10.0
+    c.data.train_transform = "flip"
+    c.train.epochs = 20.0
     c.train.global_batch = 128
-    c.optimizer.base_lr = 0.1
+    c.optimizer.base_lr = 0.1  # 0.05 at batch 128
     c.optimizer.weight_decay = 5e-4
     return c

@@ -1,0 +1,469 @@
+"""The paper reproductions under ``docs/results``: tables, figures and verdicts regenerated from the committed runs.
+
+    python -m cnn_jax.tools.reproductions                 # docs/results -> each study's README.md and figures,
+                                                          # and the README's results table
+
+Each study is a directory of run evidence (``config.json``, ``metrics.jsonl``, ``launches.jsonl``; a sweep's
+``sweep.json``), copied from the training workdirs by ``python -m cnn_jax.tools.results export``:
+
+- ``fashion_mnist``: one ``launch.py`` run per recipe and seed (``experiments/fashion_mnist/``). Table: test top-1
+  mean ± std over seeds against the issue's target and the Fashion-MNIST benchmark's published figure, wall time
+  per run, the machine and the command; figure: test and training error per epoch.
+- ``degradation``: He et al. 2015 Fig. 6 at small scale (``experiments/sweeps/degradation.py``): plain-20/56 and
+  ResNet-20/56 under one recipe. Figure in the paper's layout (training error dashed, test error bold, per epoch);
+  verdict on the paper's two claims (the deeper plain net trains worse, the deeper ResNet trains better), each
+  difference against two standard errors of the seed spread.
+
+Nothing here trains: every number comes from the files, so a reader re-running the printed commands and then this
+tool gets the same documents from their own runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import math
+import pathlib
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from cnn_jax import sweeps
+from cnn_jax.tools import results
+from cnn_jax.train.metrics import read_launches, read_metrics
+
+DEFAULT_RESULTS = pathlib.Path("docs/results")
+DEFAULT_README = pathlib.Path("README.md")
+NOTES_FILE = "notes.md"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-run curves and times.
+
+
+@dataclasses.dataclass(frozen=True)
+class Curves:
+    """A run's errors per epoch (fractions): test error at each evaluated epoch, and the training error of each
+    epoch (the mean of the logged windows' train/top1, on augmented batches in training mode, weighted by window
+    length)."""
+
+    eval_epochs: np.ndarray
+    test_error: np.ndarray
+    train_epochs: np.ndarray
+    train_error: np.ndarray
+
+
+def steps_per_epoch(record: results.RunRecord) -> float:
+    epochs = record.config.train.get("epochs")
+    if record.config.train.get("num_steps") is not None or not epochs:
+        raise ValueError(f"{record.name}: an epoch-based run was expected (train.num_steps is set or epochs is 0)")
+    return record.steps_planned / float(epochs)
+
+
+def _latest_per_step(records: Sequence[Mapping[str, Any]], key: str) -> dict[int, Mapping[str, Any]]:
+    """The last record with ``key`` at each step: a resumed run logs again the steps after its checkpoint."""
+    chosen: dict[int, Mapping[str, Any]] = {}
+    for record in sorted((r for r in records if key in r), key=lambda r: r.get("time", 0.0)):
+        chosen[int(record["step"])] = record
+    return dict(sorted(chosen.items()))
+
+
+def epoch_curves(record: results.RunRecord) -> Curves:
+    per_epoch = steps_per_epoch(record)
+    logged = read_metrics(record.workdir)
+    evals = _latest_per_step(logged, "eval/top1")
+    train = _latest_per_step(logged, "train/top1")
+    eval_epochs = np.array([step / per_epoch for step in evals])
+    test_error = np.array([1.0 - r["eval/top1"] for r in evals.values()])
+    sums: dict[int, list[float]] = {}
+    previous = 0
+    for step, r in train.items():
+        epoch = max(1, math.ceil(step / per_epoch - 1e-9))
+        weight = step - previous
+        previous = step
+        total = sums.setdefault(epoch, [0.0, 0.0])
+        total[0] += weight * (1.0 - r["train/top1"])
+        total[1] += weight
+    train_epochs = np.array(sorted(sums), dtype=float)
+    train_error = np.array([sums[e][0] / sums[e][1] for e in sorted(sums)])
+    return Curves(eval_epochs, test_error, train_epochs, train_error)
+
+
+def wall_time_s(record: results.RunRecord) -> float | None:
+    """Seconds the run's invocations took, from each launch (``launches.jsonl``) to its last logged record:
+    start-up, compilation and evaluations included, the time between sittings not. None without launch records
+    or metrics."""
+    launches = sorted(_timestamp(launch["time"]) for launch in read_launches(record.workdir))
+    has_log = (record.workdir / "metrics.jsonl").exists()
+    logged = sorted(r["time"] for r in read_metrics(record.workdir)) if has_log else []
+    if not launches or not logged:
+        return None
+    total = 0.0
+    for index, start in enumerate(launches):
+        end = launches[index + 1] if index + 1 < len(launches) else math.inf
+        inside = [t for t in logged if start <= t < end]
+        if inside:
+            total += inside[-1] - start
+    return total
+
+
+def _timestamp(text: str) -> float:
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC).timestamp()
+
+
+def machines(records: Sequence[results.RunRecord]) -> list[str]:
+    """The distinct machines the runs were launched on (CPU model, cores, devices)."""
+    seen: list[str] = []
+    for record in records:
+        for launch in read_launches(record.workdir):
+            text = f"{launch['cpu']}, {launch['cpu_count']} cores, devices {launch['devices']}"
+            if text not in seen:
+                seen.append(text)
+    return seen
+
+
+def first_command(record: results.RunRecord) -> str:
+    launches = read_launches(record.workdir)
+    return launches[0]["command"] if launches else ""
+
+
+def _minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds / 60:.1f} min"
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def separated(a: sweeps.Summary, b: sweeps.Summary) -> bool | None:
+    """Whether ``a.mean - b.mean`` exceeds two standard errors of the difference; None with fewer than 2 seeds."""
+    if a.n < 2 or b.n < 2:
+        return None
+    return abs(a.mean - b.mean) > 2 * math.hypot(a.standard_error, b.standard_error)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Plot helpers.
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _error_axis(ax) -> None:
+    """Log-scale error axis with plain tick labels (2, 5, 10, 20 %, not 2 x 10^1)."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
+def notes(directory: pathlib.Path) -> list[str]:
+    """A study's hand-written ``notes.md`` (what was tried, what a number means), appended to its page."""
+    path = directory / NOTES_FILE
+    return ["## Notes", "", path.read_text().strip(), ""] if path.exists() else []
+
+
+def _mean_band(runs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and sample std over runs at the x values every run has."""
+    common = sorted(set.intersection(*(set(np.round(x, 6)) for x, _ in runs))) if runs else []
+    stacked = np.array([[y[np.argmin(np.abs(x - c))] for c in common] for x, y in runs])
+    std = stacked.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(len(common))
+    return np.array(common), stacked.mean(axis=0), std
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Study 1: the Fashion-MNIST table.
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    top1: float  # the issue's target (test top-1)
+    published: str  # the nearest figure in the Fashion-MNIST benchmark table (shared/reference/models.md Sec. 6)
+
+
+FASHION_MNIST_TARGETS: dict[str, Target] = {
+    "lenet5": Target(0.916, "2 Conv+pooling 0.916 (TensorFlow's doc); 2-conv nets 0.876-0.939"),
+    "resnet20": Target(0.940, "ResNet18 0.949"),
+    "resnet56": Target(0.945, "ResNet18 0.949"),
+    "mobilenet_v2_cifar": Target(0.940, "MobileNet 0.950"),
+    "efficientnet_b0_cifar": Target(0.935, "none (MobileNet 0.950; Google AutoML 0.939)"),
+    "shufflenet_v2_x0_5_cifar": Target(0.925, "none (MobileNet 0.950)"),
+}
+
+
+def _points_by_model(records: Sequence[results.RunRecord]) -> list[results.Point]:
+    points = results.group_points(records)
+    order = list(FASHION_MNIST_TARGETS)
+    return sorted(points, key=lambda p: (order.index(p.first.config.model.name)
+                                         if p.first.config.model.name in order else len(order), p.label))
+
+
+def fashion_mnist_table(points: Sequence[results.Point]) -> list[str]:
+    """Markdown rows: model, size, recipe, seeds, test top-1 against target and published figure, time, command."""
+    header = ("| model | params | MACs | epochs | seeds | test top-1 (%) | target | met | published (Fashion-MNIST "
+              "benchmark) | wall time per run | command (seed 0) |")
+    lines = [header, "|" + "---|" * 11]
+    for point in points:
+        first = point.first
+        model = first.config.model.name
+        target = FASHION_MNIST_TARGETS.get(model)
+        score = point.score()
+        if target is None or score.n == 0:
+            met = "–"
+        elif score.mean >= target.top1:
+            met = "yes" if score.n > 1 else "yes (1 seed)"
+        else:
+            met = f"**no** ({100 * (score.mean - target.top1):+.2f})"
+        seeds = ",".join(str(r.seed) for r in point.finished) or "–"
+        if point.status != "finished":
+            seeds += f" ({point.status})"
+        command = next((first_command(r) for r in point.runs if first_command(r)), "")
+        command = re.sub(r"--workdir \S+", f"--workdir /tmp/{model}", command)
+        cells = [model, f"{first.params:,}", f"{first.macs / 1e6:.1f} M", f"{float(first.config.train.epochs):g}",
+                 seeds, score.format(100), f"{100 * target.top1:.1f}" if target else "–", met,
+                 target.published if target else "–", _minutes(_mean([wall_time_s(r) for r in point.finished])),
+                 f"`{command}`" if command else "not recorded"]
+        lines.append("| " + " | ".join(cells) + " |")
+    done = {p.first.config.model.name for p in points}
+    for model, target in FASHION_MNIST_TARGETS.items():
+        if model not in done:
+            cells = [model, "–", "–", "–", "–", "not run yet", f"{100 * target.top1:.1f}", "–", target.published,
+                     "–", "–"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def fashion_mnist_figure(points: Sequence[results.Point], stem: pathlib.Path) -> list[pathlib.Path]:
+    plt = _pyplot()
+    fig, (test_ax, train_ax) = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    colours = plt.get_cmap("tab10")
+    for index, point in enumerate(points):
+        if not point.finished:
+            continue
+        curves = [epoch_curves(r) for r in point.finished]
+        label = f"{point.first.config.model.name} (n={len(curves)})"
+        for ax, pairs in ((test_ax, [(c.eval_epochs, c.test_error) for c in curves]),
+                          (train_ax, [(c.train_epochs, c.train_error) for c in curves])):
+            epochs, mean, std = _mean_band(pairs)
+            ax.plot(epochs, 100 * mean, color=colours(index), label=label)
+            ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), color=colours(index), alpha=0.2)
+    test_ax.set_title("test error (single crop, 10,000 images)", fontsize=10)
+    train_ax.set_title("training error (augmented batches, mean over each epoch)", fontsize=10)
+    for ax in (test_ax, train_ax):
+        ax.set_xlabel("epoch")
+        _error_axis(ax)
+        ax.grid(alpha=0.3, which="both")
+    test_ax.set_ylabel("error (%), mean ± std over seeds")
+    train_ax.legend(fontsize=8, loc="upper right")
+    fig.suptitle("Fashion-MNIST: the recipes of experiments/fashion_mnist/", fontsize=11)
+    fig.tight_layout()
+    return results.save_figure(fig, stem)
+
+
+def fashion_mnist_report(directory: pathlib.Path) -> dict[str, Any]:
+    records = results.load_results([directory])
+    points = _points_by_model(records)
+    table = fashion_mnist_table(points)
+    figure = fashion_mnist_figure(points, directory / "curves")
+    machine = "; ".join(machines(records)) or "not recorded"
+    text = [
+        "# Fashion-MNIST: the recipes of `experiments/fashion_mnist/`, trained to the end",
+        "",
+        "Generated by `python -m cnn_jax.tools.reproductions` from the runs in this directory (each run's "
+        "`config.json`, `metrics.jsonl` and `launches.jsonl`, the latter with the command and machine). Test top-1 "
+        "is single-crop on the 10,000 test images at the last epoch, mean ± sample std over seeds (n). Targets: "
+        "issue 20; published: the Fashion-MNIST benchmark table (zalandoresearch/fashion-mnist README, "
+        "`shared/reference/models.md` Sec. 6; not re-run by its authors). Wall time: launch to final evaluation "
+        "(start-up, compilation and per-epoch evaluations included), mean over seeds.",
+        "",
+        f"Machine: {machine}.",
+        "",
+        *table,
+        "",
+        "![test and training error per epoch](curves.png)",
+        "",
+        *notes(directory),
+    ]
+    (directory / "README.md").write_text("\n".join(text))
+    return {"table": table, "machine": machine, "files": [directory / "README.md", *figure]}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Study 2: the degradation problem (He et al. 2015, Fig. 6).
+
+
+DEGRADATION_PAIRS = (("plain", "plain20", "plain56"), ("ResNet", "resnet20", "resnet56"))
+
+
+def degradation_summaries(points: Sequence[results.Point]) -> dict[str, dict[str, sweeps.Summary]]:
+    """Per model: final training error (the last epoch's) and final test error over its finished seeds."""
+    out = {}
+    for point in points:
+        curves = [epoch_curves(r) for r in point.finished]
+        out[point.first.config.model.name] = {
+            "train": sweeps.summarize([c.train_error[-1] for c in curves]),
+            "test": sweeps.summarize([c.test_error[-1] for c in curves]),
+        }
+    return out
+
+
+def degradation_verdicts(summaries: Mapping[str, Mapping[str, sweeps.Summary]]) -> list[str]:
+    """One sentence per claim of the paper, with the numbers."""
+    sentences = []
+    for family, shallow, deep in DEGRADATION_PAIRS:
+        if shallow not in summaries or deep not in summaries:
+            sentences.append(f"- {family}: {shallow} or {deep} has no finished run yet.")
+            continue
+        a, b = summaries[shallow]["train"], summaries[deep]["train"]
+        claim = "higher" if family == "plain" else "lower"
+        observed = "higher" if b.mean > a.mean else "lower"
+        apart = separated(a, b)
+        if apart is None:
+            status = "not decided (fewer than 2 seeds)"
+        elif observed == claim and apart:
+            status = "**reproduced**"
+        elif observed == claim:
+            status = "**not separated** from the seed spread (same direction as the paper)"
+        else:
+            status = "**not reproduced**" + ("" if apart else " (and within the seed spread)")
+        sentences.append(
+            f"- {family}: the paper says the deeper net has {claim} training error. {deep} "
+            f"{b.format(100)} vs {shallow} {a.format(100)} final training error (%): {observed} by "
+            f"{100 * abs(b.mean - a.mean):.2f} points (2 SE of the difference: "
+            f"{200 * math.hypot(a.standard_error, b.standard_error):.2f}). {status}.")
+    return sentences
+
+
+def degradation_figure(points: Sequence[results.Point], stem: pathlib.Path) -> list[pathlib.Path]:
+    plt = _pyplot()
+    by_model = {p.first.config.model.name: p for p in points if p.finished}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    for ax, (family, shallow, deep) in zip(axes, DEGRADATION_PAIRS, strict=True):
+        for model, colour in ((shallow, "tab:orange"), (deep, "tab:red")):
+            if model not in by_model:
+                continue
+            curves = [epoch_curves(r) for r in by_model[model].finished]
+            n = len(curves)
+            for x, y, style, width, kind in ((lambda c: c.train_epochs, lambda c: c.train_error, "--", 1.0, "train"),
+                                              (lambda c: c.eval_epochs, lambda c: c.test_error, "-", 2.2, "test")):
+                epochs, mean, std = _mean_band([(x(c), y(c)) for c in curves])
+                ax.plot(epochs, 100 * mean, style, lw=width, color=colour, label=f"{model} {kind} (n={n})")
+                ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), color=colour, alpha=0.15)
+        ax.set_title(f"{family}-20 vs {family}-56", fontsize=10)
+        ax.set_xlabel("epoch")
+        _error_axis(ax)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("error (%): dashed training, bold test; mean ± std over seeds")
+    fig.suptitle("He et al. 2015 Fig. 6 on Fashion-MNIST: plain nets (left) and ResNets (right)", fontsize=11)
+    fig.tight_layout()
+    return results.save_figure(fig, stem)
+
+
+def degradation_report(directory: pathlib.Path) -> dict[str, Any]:
+    records = results.load_results([directory])
+    points = results.group_points(records)
+    summaries = degradation_summaries(points)
+    verdicts = degradation_verdicts(summaries)
+    figure = degradation_figure(points, directory / "curves")
+    machine = "; ".join(machines(records)) or "not recorded"
+    rows = ["| model | seeds | final training error (%) | final test error (%) | wall time per run |",
+            "|---|---|---|---|---|"]
+    for point in points:
+        model = point.first.config.model.name
+        if model not in summaries:
+            continue
+        rows.append(f"| {model} | {','.join(str(r.seed) for r in point.finished)} | "
+                    f"{summaries[model]['train'].format(100)} | {summaries[model]['test'].format(100)} | "
+                    f"{_minutes(_mean([wall_time_s(r) for r in point.finished]))} |")
+    commands = sorted({first_command(r) for r in records if first_command(r)})
+    text = [
+        "# The degradation problem (He et al. 2015, Sec. 4.2, Fig. 6) on Fashion-MNIST",
+        "",
+        "Generated by `python -m cnn_jax.tools.reproductions` from the runs in this directory. Plain-20/56 are "
+        "ResNet-20/56 without shortcuts (same layers and parameters), trained with one recipe and budget "
+        "(`experiments/sweeps/degradation.py`). Training error: the mean over the last epoch's augmented training "
+        "batches (train-mode BatchNorm), as the paper's curves; test error: the 10,000 test images at the last "
+        "epoch. Mean ± sample std over seeds (n); a difference counts when it exceeds two standard errors.",
+        "",
+        f"Machine: {machine}. Command: " + ("; ".join(f"`{c}`" for c in commands) or "not recorded") + ".",
+        "",
+        *verdicts,
+        "",
+        *rows,
+        "",
+        "![training and test error per epoch](curves.png)",
+        "",
+        *notes(directory),
+    ]
+    (directory / "README.md").write_text("\n".join(text))
+    return {"verdicts": verdicts, "files": [directory / "README.md", *figure]}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Entry point.
+
+
+STUDIES: dict[str, Callable[[pathlib.Path], dict[str, Any]]] = {
+    "fashion_mnist": fashion_mnist_report,
+    "degradation": degradation_report,
+}
+README_BEGIN = "<!-- reproductions:fashion_mnist:begin (generated by python -m cnn_jax.tools.reproductions) -->"
+README_END = "<!-- reproductions:fashion_mnist:end -->"
+
+
+def update_readme(readme: pathlib.Path, report: Mapping[str, Any]) -> bool:
+    """Replaces the text between the README's markers with the Fashion-MNIST table; False when it has none."""
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        return False
+    head, _, rest = text.partition(README_BEGIN)
+    _, _, tail = rest.partition(README_END)
+    body = [f"Machine: {report['machine']}.", "", *report["table"]]
+    readme.write_text(head + README_BEGIN + "\n" + "\n".join(body) + "\n" + README_END + tail)
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cnn_jax.tools.reproductions", description=__doc__.split("\n")[0])
+    parser.add_argument("--results", type=pathlib.Path, default=DEFAULT_RESULTS,
+                        help=f"the studies' directory (default {DEFAULT_RESULTS})")
+    parser.add_argument("--readme", type=pathlib.Path, default=DEFAULT_README,
+                        help="README whose Fashion-MNIST table (between the reproductions markers) is rewritten")
+    parser.add_argument("--study", choices=sorted(STUDIES), action="append",
+                        help="only these studies (repeatable; default every study present)")
+    args = parser.parse_args(argv)
+    if not args.results.is_dir():
+        parser.error(f"--results {args.results}: no such directory")
+    chosen = args.study or [name for name in STUDIES if (args.results / name).is_dir()]
+    if not chosen:
+        parser.error(f"--results {args.results}: none of the studies {sorted(STUDIES)} is there")
+    for name in chosen:
+        directory = args.results / name
+        if not directory.is_dir():
+            parser.error(f"--study {name}: {directory} does not exist")
+        report = STUDIES[name](directory)
+        for path in report["files"]:
+            print(f"wrote {path}")
+        if name == "fashion_mnist" and args.readme.exists() and update_readme(args.readme, report):
+            print(f"updated the Fashion-MNIST table in {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
