@@ -68,11 +68,15 @@ def _train_eval_check(model, images, labels, variables, rng):
 
 
 # Deeper or wider variants whose code path a smaller sibling exercises in CI (efficientnet_b0-b2 for b3-b7,
-# densenet121 for 161/169/201, resnet50 for resnet152, ...): their training step is an "extended" case, which keeps
-# CI within its 25-minute budget. Their exact parameter counts are tested in CI like every model's.
+# densenet121 for 161/169/201, resnet50 for resnet152, plain20 for plain32-56, ...): their training step is an
+# "extended" case, which keeps CI within its 25-minute budget. Their exact parameter counts are tested in CI like
+# every model's.
 HEAVY_VARIANTS = {f"efficientnet_b{i}" for i in range(3, 8)} | {
     "densenet161", "densenet169", "densenet201", "densenet_bc190_k40", "senet154", "resnet152", "resnetv2_152",
-    "wide_resnet101_2", "resnest101e", "resnext101_32x8d", "resnext101_64x4d"}
+    "wide_resnet101_2", "resnest101e", "resnext101_32x8d", "resnext101_64x4d", "plain32", "plain44", "plain56",
+    "shufflenet_v2_x1_5_cifar", "shufflenet_v2_x2_0_cifar",
+    # the small-image layouts: their ImageNet siblings here, their Fashion-MNIST recipes in tests/test_train.py
+    "mobilenet_v2_cifar", "efficientnet_b0_cifar", "shufflenet_v2_x0_5_cifar", "shufflenet_v2_x1_0_cifar"}
 
 
 @pytest.mark.slow

@@ -266,6 +266,28 @@ def test_launch_records_each_invocation_with_its_machine(tmp_path):
     assert {p.name for p in copied} == {"config.json", "metrics.jsonl", "launches.jsonl"}
 
 
+# The recipes of docs/results/fashion_mnist (the sweep proxies efficientnet_b0.py / efficientnet_phi.py are dry-run
+# in tests/test_dry_run.py and trained by the sweep tests).
+FASHION_MNIST_RECIPES = [f"experiments/fashion_mnist/{name}.py" for name in (
+    "lenet5", "resnet20", "resnet56", "mobilenet_v2", "efficientnet_b0_cifar", "shufflenet_v2")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", FASHION_MNIST_RECIPES)
+def test_every_fashion_mnist_recipe_trains_a_few_steps(recipe, tmp_path):
+    """The recipes behind docs/results, each for 2 steps of its own batch on the real data: model, transforms,
+    optimizer and schedule run together, and the evaluation sees the configured input size."""
+    from cnn_jax.tools.sweep import load_config
+
+    config = load_config(recipe)
+    config.train.num_steps = 2
+    config.train.eval_batch = 100
+    config.data.max_train_examples, config.data.max_eval_examples = 512, 100
+    metrics = train_and_evaluate(config, tmp_path)
+    assert metrics["eval/examples"] == 100 and np.isfinite(metrics["eval/loss"])
+    assert [r["step"] for r in read_metrics(tmp_path) if "train/loss" in r] == [2]
+
+
 def test_unknown_config_key_fails_before_compiling():
     result = subprocess.run(
         [sys.executable, "launch.py", "--config", "experiments/fashion_mnist/lenet5.py", "--workdir", "/tmp/x",

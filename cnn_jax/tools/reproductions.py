@@ -333,6 +333,8 @@ def degradation_verdicts(summaries: Mapping[str, Mapping[str, sweeps.Summary]]) 
         claim = "higher" if family == "plain" else "lower"
         observed = "higher" if b.mean > a.mean else "lower"
         apart = separated(a, b)
+        spread = (f"2 SE of the difference: {200 * math.hypot(a.standard_error, b.standard_error):.2f}"
+                  if apart is not None else "no seed spread with one seed")
         if apart is None:
             status = "not decided (fewer than 2 seeds)"
         elif observed == claim and apart:
@@ -344,8 +346,7 @@ def degradation_verdicts(summaries: Mapping[str, Mapping[str, sweeps.Summary]]) 
         sentences.append(
             f"- {family}: the paper says the deeper net has {claim} training error. {deep} "
             f"{b.format(100)} vs {shallow} {a.format(100)} final training error (%): {observed} by "
-            f"{100 * abs(b.mean - a.mean):.2f} points (2 SE of the difference: "
-            f"{200 * math.hypot(a.standard_error, b.standard_error):.2f}). {status}.")
+            f"{100 * abs(b.mean - a.mean):.2f} points ({spread}). {status}.")
     return sentences
 
 
@@ -368,7 +369,8 @@ def degradation_figure(points: Sequence[results.Point], stem: pathlib.Path) -> l
         ax.set_xlabel("epoch")
         _error_axis(ax)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%): dashed training, bold test; mean ± std over seeds")
     fig.suptitle("He et al. 2015 Fig. 6 on Fashion-MNIST: plain nets (left) and ResNets (right)", fontsize=11)
     fig.tight_layout()
