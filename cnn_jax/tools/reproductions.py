@@ -61,7 +61,7 @@ def steps_per_epoch(record: results.RunRecord) -> float:
     epochs = record.config.train.get("epochs")
     if record.config.train.get("num_steps") is not None or not epochs:
         raise ValueError(f"{record.name}: an epoch-based run was expected (train.num_steps is set or epochs is 0)")
-    return record.steps_planned / float(epochs)
+    return float(results.schedule(record.config).steps_per_epoch)
 
 
 def _latest_per_step(records: Sequence[Mapping[str, Any]], key: str) -> dict[int, Mapping[str, Any]]:
@@ -232,7 +232,7 @@ def fashion_mnist_table(points: Sequence[results.Point]) -> list[str]:
         seeds = ",".join(str(r.seed) for r in point.finished) or "–"
         if point.status != "finished":
             seeds += f" ({point.status})"
-        command = next((first_command(r) for r in point.runs if first_command(r)), "")
+        command = next((c for r in point.runs if (c := first_command(r))), "")
         command = re.sub(r"--workdir \S+", f"--workdir /tmp/{model}", command)
         cells = [model, f"{first.params:,}", f"{first.macs / 1e6:.1f} M", f"{float(first.config.train.epochs):g}",
                  seeds, score.format(100), f"{100 * target.top1:.1f}" if target else "–", met,
@@ -360,9 +360,9 @@ def degradation_figure(points: Sequence[results.Point], stem: pathlib.Path) -> l
                 continue
             curves = [epoch_curves(r) for r in by_model[model].finished]
             n = len(curves)
-            for x, y, style, width, kind in ((lambda c: c.train_epochs, lambda c: c.train_error, "--", 1.0, "train"),
-                                              (lambda c: c.eval_epochs, lambda c: c.test_error, "-", 2.2, "test")):
-                epochs, mean, std = _mean_band([(x(c), y(c)) for c in curves])
+            for pairs, style, width, kind in (([(c.train_epochs, c.train_error) for c in curves], "--", 1.0, "train"),
+                                              ([(c.eval_epochs, c.test_error) for c in curves], "-", 2.2, "test")):
+                epochs, mean, std = _mean_band(pairs)
                 ax.plot(epochs, 100 * mean, style, lw=width, color=colour, label=f"{model} {kind} (n={n})")
                 ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), color=colour, alpha=0.15)
         ax.set_title(f"{family}-20 vs {family}-56", fontsize=10)
@@ -393,7 +393,7 @@ def degradation_report(directory: pathlib.Path) -> dict[str, Any]:
         rows.append(f"| {model} | {','.join(str(r.seed) for r in point.finished)} | "
                     f"{summaries[model]['train'].format(100)} | {summaries[model]['test'].format(100)} | "
                     f"{_minutes(_mean([wall_time_s(r) for r in point.finished]))} |")
-    commands = sorted({first_command(r) for r in records if first_command(r)})
+    commands = sorted({c for r in records if (c := first_command(r))})
     text = [
         "# The degradation problem (He et al. 2015, Sec. 4.2, Fig. 6) on Fashion-MNIST",
         "",

@@ -93,11 +93,9 @@ class RunRecord:
 # Reading runs.
 
 
-def total_steps(config: ml_collections.ConfigDict) -> int:
-    """The run's final step (``Schedule.resolve``; an epoch-based run counts its training examples from the
-    dataset's metadata, cached by the dry run, or loads it where the metadata has no count)."""
-    if config.train.get("num_steps") is not None:
-        return int(config.train.num_steps)
+def schedule(config: ml_collections.ConfigDict):
+    """The run's ``Schedule`` (``Schedule.resolve`` on its training examples, counted from the dataset's metadata,
+    cached by the dry run, or by loading it where the metadata has no count)."""
     from cnn_jax.data import sources
     from cnn_jax.train.dry_run import dataset_metadata
     from cnn_jax.train.loop import Schedule
@@ -107,7 +105,14 @@ def total_steps(config: ml_collections.ConfigDict) -> int:
     if count is None:
         count = len(sources.load_dataset(data.name, data.data_dir, manual_dir=data.manual_dir,
                                          train_split=data.train_split).train)
-    return Schedule.resolve(config, min(count, data.max_train_examples or count)).total_steps
+    return Schedule.resolve(config, min(count, data.max_train_examples or count))
+
+
+def total_steps(config: ml_collections.ConfigDict) -> int:
+    """The run's final step: ``train.num_steps``, else its :func:`schedule`'s."""
+    if config.train.get("num_steps") is not None:
+        return int(config.train.num_steps)
+    return schedule(config).total_steps
 
 
 def run_size(config: ml_collections.ConfigDict) -> tuple[int, int]:
