@@ -67,16 +67,27 @@ def _train_eval_check(model, images, labels, variables, rng):
     return grads, train_out, new_state, eval_out, eval_state
 
 
-# Deeper or wider variants whose code path a smaller sibling exercises in CI (efficientnet_b0-b2 for b3-b7,
-# densenet121 for 161/169/201, resnet50 for resnet152, plain20 for plain32-56, ...): their training step is an
-# "extended" case, which keeps CI within its 25-minute budget. Their exact parameter counts are tested in CI like
-# every model's.
-HEAVY_VARIANTS = {f"efficientnet_b{i}" for i in range(3, 8)} | {
-    "densenet161", "densenet169", "densenet201", "densenet_bc190_k40", "senet154", "resnet152", "resnetv2_152",
-    "wide_resnet101_2", "resnest101e", "resnext101_32x8d", "resnext101_64x4d", "plain32", "plain44", "plain56",
-    "shufflenet_v2_x1_5_cifar", "shufflenet_v2_x2_0_cifar",
+# Variants whose code path a sibling exercises in CI (efficientnet_b0 for b1-b7 and efficientnet_phi, densenet121 for
+# 161/169/201, resnet50 for resnet101/152, resnet50d's deep stem for 50c/50s, vgg11(_bn) for vgg13-19, the aux
+# variants of GoogLeNet and Inception v3 for the plain ones, plain20 for plain32-56, preact_resnet1001 for 164,
+# seresnext50 for seresnet50, ...): their training step is an "extended" case, which keeps CI within its 25-minute
+# budget. Their exact parameter counts are tested in CI like every model's.
+HEAVY_VARIANTS = {f"efficientnet_b{i}" for i in range(1, 8)} | {f"vgg{d}{b}" for d in (13, 16, 19) for b in ("", "_bn")}
+HEAVY_VARIANTS |= {
+    "googlenet", "googlenet_paper", "inception_v3", "resnet101", "resnetv2_34", "resnetv2_101", "resnet32",
+    "resnet44", "resnet110", "wrn28_10", "wrn40_4", "wide_resnet50_2", "mobilenet_v1_025", "mobilenet_v1_050",
+    "mobilenet_v1_075", "mnasnet0_5", "shufflenet_v1_g1", "shufflenet_v1_g2", "shufflenet_v1_g4", "shufflenet_v1_g8",
+    "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "efficientnet_phi", "preact_resnet164",
+    "resnet50c", "resnet50s", "mobilenet_v3_large", "seresnet50", "densenet161", "densenet169", "densenet201",
+    "densenet_bc190_k40", "senet154", "resnet152", "resnetv2_152", "wide_resnet101_2", "resnest101e",
+    "resnext101_32x8d", "resnext101_64x4d", "plain32", "plain44", "plain56", "shufflenet_v2_x1_5_cifar",
+    "shufflenet_v2_x2_0_cifar",
     # the small-image layouts: their ImageNet siblings here, their Fashion-MNIST recipes in tests/test_train.py
     "mobilenet_v2_cifar", "efficientnet_b0_cifar", "shufflenet_v2_x0_5_cifar", "shufflenet_v2_x1_0_cifar"}
+
+
+def test_extended_cases_name_registered_models():
+    assert not (HEAVY_VARIANTS | DROP_PATH_EXTENDED) - set(ALL_MODELS)
 
 
 @pytest.mark.slow
@@ -130,8 +141,13 @@ def _one_model_per_class_with_drop_path() -> list[str]:
     return chosen
 
 
+# InceptionResNetV2's is CI's costliest compile (its training step runs there); EfficientNetPhi is EfficientNet's body.
+DROP_PATH_EXTENDED = {"inception_resnet_v2", "efficientnet_phi"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", _one_model_per_class_with_drop_path())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.extended) if n in DROP_PATH_EXTENDED else n
+                                  for n in _one_model_per_class_with_drop_path()])
 def test_drop_path_is_identity_in_eval_and_random_in_train(name):
     info = cnn_jax.model_info(name)
     plain = cnn_jax.create_model(name, num_classes=NUM_CLASSES_SMALL)

@@ -61,6 +61,8 @@ def test_curves_weight_windows_by_length_and_time_excludes_the_gap_between_sitti
     np.testing.assert_allclose(curves.test_error, [0.2, 0.1])
     np.testing.assert_allclose(curves.train_epochs, [1.0, 2.0])
     np.testing.assert_allclose(curves.train_error, [0.4, 0.15])  # (0.5 + 0.3) / 2, (0.2 + 0.1) / 2
+    np.testing.assert_allclose(curves.window_epochs, [0.5, 1.0, 1.5, 2.0])
+    np.testing.assert_allclose(curves.window_train_error, [0.5, 0.3, 0.2, 0.1])
     assert reproductions.wall_time_s(record) == pytest.approx(150.0, abs=1.0)  # 60 s + 90 s, not the hour between
 
 
@@ -131,3 +133,106 @@ def test_missing_results_directory_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         reproductions.main(["--results", str(tmp_path / "absent")])
     assert "absent: no such directory" in capsys.readouterr().err
+
+
+def _scaled(series: str, name: str, macs: float, mean: float, std: float = 0.002) -> reproductions.ScaledPoint:
+    return reproductions.ScaledPoint(series, name, int(macs * 1e6), 0, 24, _summary(mean, std), None)
+
+
+def _scaling_study(compound_4x: float, width_4x: float) -> list[reproductions.ScaledPoint]:
+    return [
+        _scaled("baseline", "baseline", 4.0, 0.88),
+        *[_scaled(axis, f"{axis}_x2", 8.0, 0.89) for axis in reproductions.SINGLE_AXES],
+        _scaled("depth", "depth_x4", 14.0, 0.895), _scaled("resolution", "resolution_x4", 13.0, 0.895),
+        _scaled("width", "width_x4", 14.0, width_4x),
+        _scaled("search", "search_a1.1_b1.2_g1.1_phi1", 9.0, 0.90),
+        _scaled("search", "search_a1.3_b1.1_g1.1_phi1", 8.5, 0.893),
+        _scaled("compound", "compound_a1.1_b1.2_g1.1_phi2", 15.0, compound_4x),
+    ]
+
+
+@pytest.mark.parametrize("compound_4x, width_4x, verdict", [
+    (0.91, 0.896, "**Reproduced**"),
+    (0.897, 0.896, "**Not shown**"),
+    (0.897, 0.91, "**Not reproduced**"),
+])
+def test_compound_verdicts_compare_each_cost_level_with_the_seed_spread(compound_4x, width_4x, verdict):
+    lines = reproductions.compound_verdicts(_scaling_study(compound_4x, width_4x))
+    assert lines[0].startswith(verdict), lines
+    level_2x = next(line for line in lines if "search_a1.1_b1.2_g1.1_phi1" in line)  # the winner the scale used
+    assert "(2.25x MACs): 90.00 ± 0.20 (n=3) %" in level_2x and "depth 89.00 ± 0.20 (n=3) % (2.00x)" in level_2x
+    assert "+1.00 points, beyond two standard errors" in level_2x
+    level_4x = next(line for line in lines if "compound_a1.1" in line)
+    best = "width" if width_4x > 0.895 else "depth"
+    assert f"best single dimension ({best}): {100 * (compound_4x - max(width_4x, 0.895)):+.2f}" in level_4x
+    assert "best of 2 searched" in lines[-1]
+
+
+def test_compound_verdicts_wait_for_the_compound_runs():
+    study = [p for p in _scaling_study(0.91, 0.89) if p.series != "compound"]
+    assert reproductions.compound_verdicts(study)[0].startswith("The claim is not tested yet")
+
+
+def test_compound_report_from_the_sweep_files_points(tmp_path, monkeypatch):
+    """The study's own sweep file (both stages) planned into a sweep.json with fake finished runs: table, figure and
+    verdict come out of the files; MACs from a stand-in counter (the real counts are tested with the sweep file)."""
+    from cnn_jax.tools.sweep import load_sweep
+    from experiments.fashion_mnist import mbconv_scaling
+
+    monkeypatch.setattr(results, "run_size", lambda c: (1000, int(1e6 * c.model.depth_mult * c.model.width_mult**2
+                                                                    * c.data.image_size**2)))
+    study = tmp_path / "compound_scaling"
+    sweep = load_sweep("experiments/sweeps/compound_scaling.py")
+    search = sweeps.with_seeds(sweep.stages[0].runs([]), [0, 1])
+    accuracy = {"baseline": 0.88, "depth_x2": 0.885, "width_x2": 0.886, "resolution_x2": 0.887}
+
+    def finish(runs, stage):
+        planned = []
+        for index, run in enumerate(runs):
+            config = sweeps.apply_overrides(mbconv_scaling.get_config(), sweeps.config_keys(run))
+            name = f"{index:03d}_{run['_name']}"
+            final = accuracy.get(run["_name"].rsplit("_seed", 1)[0], 0.89) + 0.001 * run["seed"]
+            _write_run(study / name, config, top1=[0.8, final], train_top1=[0.8] * 4, sittings=[(T0, 60.0)])
+            planned.append({"name": name, "stage": stage, "overrides": run, "config": config.to_dict(),
+                            "metrics": {"eval/top1": final}, "status": "finished"})
+        return planned
+
+    accuracy["search_a1.1_b1.2_g1.1_phi1"] = 0.9  # the winner the scale stage must pick
+    runs = finish(search, "search")
+    scale = sweeps.with_seeds(sweep.stages[1].runs(runs), [0, 1])
+    assert [r["_name"] for r in scale] == ["compound_a1.1_b1.2_g1.1_phi2_seed0", "compound_a1.1_b1.2_g1.1_phi2_seed1"]
+    assert scale[0]["data.image_size"] == 29 and scale[0]["model.width_mult"] == 0.72  # 24 x 1.1^2, 0.5 x 1.2^2
+    runs += finish(scale, "scale")
+    (study / "sweep.json").write_text(json.dumps({"sweep": "experiments/sweeps/compound_scaling.py", "runs": runs}))
+    assert reproductions.main(["--results", str(tmp_path), "--study", "compound_scaling",
+                               "--readme", str(tmp_path / "none.md")]) == 0
+    text = (study / "README.md").read_text()
+    assert "| baseline | baseline | 0.5, 0.5 | 24 | 1,000 |" in text and "| 1.00x | 0,1 | 88.05 ± 0.07 (n=2) |" in text
+    assert "| search | search_a1.1_b1.2_g1.1_phi1 | 0.55, 0.6 | 26 |" in text
+    assert text.count("\n| ") == 1 + 11  # the header and 11 points
+    assert "`search_a1.1_b1.2_g1.1_phi1`" in text and "`compound_a1.1_b1.2_g1.1_phi2`" in text
+    assert "best of 3 searched" in text
+    assert (study / "accuracy_vs_macs.png").stat().st_size > 0
+
+
+@pytest.mark.extended
+def test_compound_scaling_points_cost_about_their_nominal_factor():
+    """The study's design (experiments/sweeps/compound_scaling.py): each point's measured multiply-adds within
+    [0.75, 1.35] of its nominal FLOPs factor (the docstring lists them), and the search points build distinct
+    networks."""
+    from cnn_jax.tools.sweep import load_sweep
+    from cnn_jax.train.dry_run import model_statistics
+    from experiments.fashion_mnist import mbconv_scaling
+
+    def macs(run):
+        return model_statistics(sweeps.apply_overrides(mbconv_scaling.get_config(), sweeps.config_keys(run))).macs
+
+    runs = load_sweep("experiments/sweeps/compound_scaling.py").stages[0].runs([])
+    base = macs(runs[0])
+    assert base == pytest.approx(4.02e6, rel=0.01)
+    ratios = {run["_name"]: macs(run) / base for run in runs[1:]}
+    for name, ratio in ratios.items():
+        nominal = 4.0 if name.endswith("_x4") else 2.0
+        assert 0.75 * nominal <= ratio <= 1.35 * nominal, (name, ratio)
+    searched = [ratio for name, ratio in ratios.items() if name.startswith("search")]
+    assert len(searched) == 3 and len({round(r, 3) for r in searched}) == 3

@@ -266,10 +266,10 @@ def test_launch_records_each_invocation_with_its_machine(tmp_path):
     assert {p.name for p in copied} == {"config.json", "metrics.jsonl", "launches.jsonl"}
 
 
-# The recipes of docs/results/fashion_mnist (the sweep proxies efficientnet_b0.py / efficientnet_phi.py are dry-run
-# in tests/test_dry_run.py and trained by the sweep tests).
+# The recipes of docs/results/fashion_mnist and the compound-scaling study's baseline (the sweep proxies
+# efficientnet_b0.py / efficientnet_phi.py are dry-run in tests/test_dry_run.py and trained by the sweep tests).
 FASHION_MNIST_RECIPES = [f"experiments/fashion_mnist/{name}.py" for name in (
-    "lenet5", "resnet20", "resnet56", "mobilenet_v2", "efficientnet_b0_cifar", "shufflenet_v2")]
+    "lenet5", "resnet20", "resnet56", "mobilenet_v2", "efficientnet_b0_cifar", "shufflenet_v2", "mbconv_scaling")]
 
 
 @pytest.mark.slow
