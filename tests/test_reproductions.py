@@ -66,6 +66,19 @@ def test_curves_weight_windows_by_length_and_time_excludes_the_gap_between_sitti
     assert reproductions.wall_time_s(record) == pytest.approx(150.0, abs=1.0)  # 60 s + 90 s, not the hour between
 
 
+def test_training_curve_leaves_out_a_last_window_cut_short(tmp_path):
+    config = _seeded(lenet5, 0)
+    _write_run(tmp_path / "run", config, top1=[0.80, 0.90], train_top1=[0.5, 0.7, 0.8, 0.9], sittings=[(T0, 60.0)])
+    log = tmp_path / "run" / "metrics.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    extra = {"step": 19, "time": T0 + 59.0, "train/top1": 0.95, "train/loss": 1.0, "train/step_time_s": 0.1}
+    records.insert(next(i for i, r in enumerate(records) if r["step"] == 20), extra)  # windows 15-19 and 19-20
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    curves = reproductions.epoch_curves(results.load_results([tmp_path])[0])
+    np.testing.assert_allclose(curves.window_epochs, [0.5, 1.0, 1.5, 1.9])  # the 1-step window at 20 left out
+    np.testing.assert_allclose(curves.window_train_error, [0.5, 0.3, 0.2, 0.05])
+
+
 def test_fashion_mnist_report_tables_targets_seeds_and_updates_the_readme(tmp_path):
     study = tmp_path / "fashion_mnist"
     for seed, final in ((0, 0.92), (1, 0.93)):
@@ -121,9 +134,16 @@ def test_degradation_report_from_runs(tmp_path):
             noise = 0.002 * seed
             _write_run(study / f"{model}_seed{seed}", _seeded(resnet20, seed, model), top1=[0.8, train_top1],
                        train_top1=[0.5, 0.6, train_top1 + noise, train_top1 - noise], sittings=[(T0, 60.0)])
+    # One run started by the sweep tool (the others by hand, as when a study is resumed run by run): its command is
+    # the study's.
+    sweep_command = "python -m cnn_jax.tools.sweep experiments/sweeps/degradation.py --workdir /w --seeds 0,1"
+    launches = study / "plain20_seed0" / "launches.jsonl"
+    launches.write_text(launches.read_text().replace("python launch.py --config X --workdir "
+                                                     f"{study / 'plain20_seed0'}", sweep_command))
     assert reproductions.main(["--results", str(tmp_path), "--study", "degradation",
                                "--readme", str(tmp_path / "none.md")]) == 0
     text = (study / "README.md").read_text()
+    assert f"Command: `{sweep_command}` (each run's own invocations: its `launches.jsonl`)." in text
     assert text.count("**reproduced**") == 2, text
     assert "| plain56 | 0,1 | 20.00 ± 0.00 (n=2) |" in text
     assert (study / "curves.png").exists() and (study / "curves.svg").exists()

@@ -59,7 +59,7 @@ class Curves:
     test_error: np.ndarray
     train_epochs: np.ndarray
     train_error: np.ndarray
-    window_epochs: np.ndarray  # the end of each logged window (every train.log_every_steps)
+    window_epochs: np.ndarray  # the end of each logged window (every train.log_every_steps; a short last one left out)
     window_train_error: np.ndarray  # that window's training error: the paper's training curves, finer than epochs
 
 
@@ -96,8 +96,11 @@ def epoch_curves(record: results.RunRecord) -> Curves:
         total[1] += weight
     train_epochs = np.array(sorted(sums), dtype=float)
     train_error = np.array([sums[e][0] / sums[e][1] for e in sorted(sums)])
-    window_epochs = np.array([step / per_epoch for step in train])
-    window_train_error = np.array([1.0 - r["train/top1"] for r in train.values()])
+    # A window cut short by the end of training (1404 = 28 x 50 + 4 steps) is too few batches for a curve point.
+    lengths = dict(zip(train, np.diff([0, *train]), strict=True))
+    full = [step for step in train if lengths[step] >= 0.5 * max(lengths.values())]
+    window_epochs = np.array([step / per_epoch for step in full])
+    window_train_error = np.array([1.0 - train[step]["train/top1"] for step in full])
     return Curves(eval_epochs, test_error, train_epochs, train_error, window_epochs, window_train_error)
 
 
@@ -137,6 +140,16 @@ def machines(records: Sequence[results.RunRecord]) -> list[str]:
 def first_command(record: results.RunRecord) -> str:
     launches = read_launches(record.workdir)
     return launches[0]["command"] if launches else ""
+
+
+def study_command(records: Sequence[results.RunRecord]) -> str:
+    """The command that re-runs a study: its sweep's where one launched any of the runs (runs resumed or launched
+    one by one keep their own command in their ``launches.jsonl``), else every run's first command."""
+    commands = sorted({c for r in records if (c := first_command(r))})
+    sweep = [c for c in commands if "cnn_jax.tools.sweep" in c]
+    if sweep:
+        return f"`{sweep[0]}` (each run's own invocations: its `launches.jsonl`)"
+    return "; ".join(f"`{c}`" for c in commands) or "not recorded"
 
 
 def _minutes(seconds: float | None) -> str:
@@ -402,7 +415,6 @@ def degradation_report(directory: pathlib.Path) -> dict[str, Any]:
         rows.append(f"| {model} | {','.join(str(r.seed) for r in point.finished)} | "
                     f"{summaries[model]['train'].format(100)} | {summaries[model]['test'].format(100)} | "
                     f"{_minutes(_mean([wall_time_s(r) for r in point.finished]))} |")
-    commands = sorted({c for r in records if (c := first_command(r))})
     text = [
         "# The degradation problem (He et al. 2015, Sec. 4.2, Fig. 6) on Fashion-MNIST",
         "",
@@ -413,7 +425,7 @@ def degradation_report(directory: pathlib.Path) -> dict[str, Any]:
         "steps); test error: the 10,000 test images at the last epoch. Mean ± sample std over seeds (n); a "
         "difference counts when it exceeds two standard errors.",
         "",
-        f"Machine: {machine}. Command: " + ("; ".join(f"`{c}`" for c in commands) or "not recorded") + ".",
+        f"Machine: {machine}. Command: {study_command(records)}.",
         "",
         *verdicts,
         "",
@@ -580,7 +592,6 @@ def compound_report(directory: pathlib.Path) -> dict[str, Any]:
                     f"{','.join(str(r.seed) for r in p.point.finished) or '–'} | {p.score.format(100)} | "
                     f"{_minutes(_mean([wall_time_s(r) for r in p.point.finished]))} |")
     machine = "; ".join(machines(records)) or "not recorded"
-    commands = sorted({c for r in records if (c := first_command(r))})
     text = [
         "# Compound scaling against one dimension (Tan & Le 2019, Fig. 8 / Table 3) on Fashion-MNIST",
         "",
@@ -593,7 +604,7 @@ def compound_report(directory: pathlib.Path) -> dict[str, Any]:
         "images at the last epoch, mean ± sample std over seeds (n); a difference counts when it exceeds two "
         "standard errors.",
         "",
-        f"Machine: {machine}. Command: " + ("; ".join(f"`{c}`" for c in commands) or "not recorded") + ".",
+        f"Machine: {machine}. Command: {study_command(records)}.",
         "",
         *verdicts,
         "",
