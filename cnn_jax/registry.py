@@ -59,6 +59,13 @@ class ModelInfo:
         return self.eval_resolution or self.resolution
 
 
+def small_image_info(paper: str, table: str, family: str, *, min_resolution: int, reference: str | None = None,
+                     reference_classes: int = 1000) -> ModelInfo:
+    """Metadata of a layout for 28-32 px inputs (CIFAR, Fashion-MNIST): trained and evaluated at 32x32, uncropped."""
+    return ModelInfo(paper=paper, table=table, resolution=32, eval_resolution=32, crop_fraction=1.0, family=family,
+                     reference=reference, reference_classes=reference_classes, min_resolution=min_resolution)
+
+
 # Metadata that follows the architecture arguments: called with every constructor argument of the model (the
 # class's defaults, then the registration's keyword arguments, then the caller's overrides).
 InfoFunction = Callable[[Mapping[str, Any]], ModelInfo]

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from cnn_jax.models.layers import BN_CONVENTIONS, Array, ClassifierHead, ConvNormAct, Dtype, ModelOutput, check_images
 from cnn_jax.models.preact_resnet import PreActResNet, conv, drop_branch, run_stage, stage_drop_path_rates
-from cnn_jax.registry import ModelInfo, register_model
+from cnn_jax.registry import ModelInfo, register_model, small_image_info
 
 SHORTCUTS = ("A", "B")
 
@@ -166,17 +166,8 @@ WRN = "Zagoruyko & Komodakis 2016, Wide Residual Networks, arXiv:1605.07146"
 
 
 def _cifar_info(paper: str, table: str, family: str, reference: str | None) -> ModelInfo:
-    return ModelInfo(
-        paper=paper,
-        table=table,
-        resolution=32,
-        eval_resolution=32,
-        crop_fraction=1.0,
-        family=family,
-        reference=reference,
-        reference_classes=10,
-        min_resolution=8,  # three stages (strides 1, 2, 2) leave a 2x2 map
-    )
+    # min_resolution: three stages (strides 1, 2, 2) leave a 2x2 map.
+    return small_image_info(paper, table, family, min_resolution=8, reference=reference, reference_classes=10)
 
 
 def _stages(blocks: int, widths: tuple[int, ...]) -> tuple[tuple[int, int], ...]:

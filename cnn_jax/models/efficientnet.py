@@ -53,7 +53,7 @@ import jax.numpy as jnp
 
 from cnn_jax.models import layers
 from cnn_jax.models.mbconv import ACTIVATIONS, StageDef, apply_blocks, build_blocks, round_channels
-from cnn_jax.registry import ModelInfo, register_model
+from cnn_jax.registry import ModelInfo, register_model, small_image_info
 
 # Table 1 (B0) after the 32-channel stem; MBConv1 is an ``e1`` group (no expansion conv).
 EFFICIENTNET_B0_STAGES: tuple[StageDef, ...] = (
@@ -208,9 +208,8 @@ for _variant, _params in EFFICIENTNET_PARAMS.items():
 register_model(
     "efficientnet_b0_cifar",
     EfficientNet,
-    ModelInfo(paper=_PAPER, table="Table 1 (B0), stem at stride 1 (total stride 16, 28-32 px inputs)",
-              resolution=32, eval_resolution=32, crop_fraction=1.0, family="efficientnet", reference=None,
-              min_resolution=16),
+    small_image_info(_PAPER, "Table 1 (B0), stem at stride 1 (total stride 16, 28-32 px inputs)", "efficientnet",
+                     min_resolution=16),
     stem_strides=1,
 )
 

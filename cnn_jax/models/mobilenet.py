@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from cnn_jax.models import layers
 from cnn_jax.models.mbconv import ACTIVATIONS, StageDef, apply_blocks, build_blocks, round_channels
-from cnn_jax.registry import ModelInfo, register_model
+from cnn_jax.registry import ModelInfo, register_model, small_image_info
 
 # v1 Table 1 after the stem: (depthwise 3x3 -> 1x1) x 13.
 MOBILENET_V1_STAGES: tuple[StageDef, ...] = (
@@ -217,16 +217,9 @@ register_model(
 register_model(
     "mobilenet_v2_cifar",
     MobileNetV2,
-    ModelInfo(
-        paper="Sandler et al. 2018, MobileNetV2: Inverted Residuals and Linear Bottlenecks, arXiv:1801.04381",
-        table="Table 2, stem at stride 1 (total stride 16, for 28-32 px inputs)",
-        resolution=32,
-        eval_resolution=32,
-        crop_fraction=1.0,
-        family="mobilenet",
-        reference=None,
-        min_resolution=16,
-    ),
+    small_image_info("Sandler et al. 2018, MobileNetV2: Inverted Residuals and Linear Bottlenecks, arXiv:1801.04381",
+                     "Table 2, stem at stride 1 (total stride 16, for 28-32 px inputs)", "mobilenet",
+                     min_resolution=16),
     stem_strides=1,
 )
 

@@ -33,7 +33,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnn_jax.models import layers
-from cnn_jax.registry import ModelInfo, register_model
+from cnn_jax.registry import ModelInfo, register_model, small_image_info
 
 Array = layers.Array
 
@@ -310,16 +310,8 @@ for _name, (_widths, _final) in _V2.items():
     register_model(
         f"{_name}_cifar",
         ShuffleNetV2,
-        ModelInfo(
-            paper=_V2_PAPER,
-            table="Table 5, Conv1 at stride 1 without MaxPool (total stride 8, 28-32 px inputs)",
-            resolution=32,
-            eval_resolution=32,
-            crop_fraction=1.0,
-            family="shufflenet",
-            reference=None,
-            min_resolution=9,
-        ),
+        small_image_info(_V2_PAPER, "Table 5, Conv1 at stride 1 without MaxPool (total stride 8, 28-32 px inputs)",
+                         "shufflenet", min_resolution=9),
         stage_widths=_widths,
         final_features=_final,
         stem_strides=1,
