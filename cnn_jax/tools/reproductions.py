@@ -499,6 +499,12 @@ def _compare(compound: ScaledPoint, rivals: Sequence[ScaledPoint], baseline_macs
     return line, sign
 
 
+def scaled_winner(finished: Sequence[ScaledPoint]) -> ScaledPoint | None:
+    """The search point whose (alpha, beta, gamma) the finished compound runs scaled, if both are finished."""
+    chosen = next((p.coefficients for p in finished if p.series == "compound"), None)
+    return next((p for p in finished if chosen and p.series == "search" and p.coefficients == chosen), None)
+
+
 def compound_verdicts(scaled: Sequence[ScaledPoint]) -> list[str]:
     """The paper's claim, at each cost level where the study has a compound point and single-dimension rivals:
     phi = 1 (the search winner) against the ~2x points, phi = 2 against the ~4x points."""
@@ -507,8 +513,7 @@ def compound_verdicts(scaled: Sequence[ScaledPoint]) -> list[str]:
     compound = sorted((p for p in finished if p.series == "compound"), key=lambda p: p.macs)
     if baseline is None or not compound:
         return ["The claim is not tested yet: the baseline and the compound (phi = 2) runs are not all finished."]
-    chosen = compound[0].coefficients
-    winner = next((p for p in finished if p.series == "search" and p.coefficients == chosen), None)
+    winner = scaled_winner(finished)
     levels = []
     if winner is not None:
         levels.append((winner, "_x2"))
@@ -544,11 +549,9 @@ def compound_figure(scaled: Sequence[ScaledPoint], stem: pathlib.Path) -> list[p
     finished = [p for p in scaled if p.score.n]
     baseline = next((p for p in finished if p.series == "baseline"), None)
     if baseline is not None:
-        compound = [p for p in finished if p.series == "compound"]
-        chosen = compound[0].coefficients if compound else None
-        curves = {axis: [p for p in finished if p.series == axis] for axis in SINGLE_AXES}
-        curves["compound"] = [p for p in finished if p.series == "compound"
-                              or (p.series == "search" and chosen and p.coefficients == chosen)]
+        winner = scaled_winner(finished)
+        curves = {axis: [p for p in finished if p.series == axis] for axis in (*SINGLE_AXES, "compound")}
+        curves["compound"] += [winner] if winner else []
         for i, (label, members) in enumerate(curves.items()):
             members = sorted([baseline, *members], key=lambda p: p.macs)
             ax.errorbar([p.macs / 1e6 for p in members], [100 * p.score.mean for p in members],
