@@ -5,11 +5,21 @@ be left out; nothing is written): whether the dataset is found and its size, the
 (and ``--num_processes`` hosts like this one), the model's parameters and multiply-adds, the resolved schedule
 and learning rate, and an estimate of the memory per device (``cnn_jax.train.dry_run``). It prints the report
 and exits 0 when every check passes, 1 with each problem named (config key, value, what was expected) otherwise.
+Values no run could use (``cnn_jax.config.validate``: a batch of 0, an unknown model argument) end it before any
+check, as they end a run.
+
+Exit statuses: 0 the run finished (or stopped at ``train.stop_after_steps``); 1 it failed (a non-finite loss, a
+checkpoint that could not be saved: the cause is the last line); 2 it could not start (a config value, a workdir
+held by another run, checkpoints of another config: one line, no traceback); 75 it was preempted (SIGTERM: every
+process saved the same step; relaunch to resume).
 """
 
+import ast
 import os
 import shlex
 import sys
+import threading
+import time
 
 if __name__ == "__main__":  # the allocator is chosen when the process starts: before JAX is imported
     from cnn_jax import allocator
@@ -21,9 +31,17 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from cnn_jax import allocator, parallel  # noqa: E402
+from cnn_jax.config import ConfigError, validate  # noqa: E402
+from cnn_jax.train.checkpoint import CheckpointMismatchError, CheckpointSaveError  # noqa: E402
 from cnn_jax.train.dry_run import dry_run  # noqa: E402
-from cnn_jax.train.loop import train_and_evaluate  # noqa: E402
+from cnn_jax.train.loop import RunPreempted, TrainingDiverged, train_and_evaluate  # noqa: E402
 from cnn_jax.train.metrics import record_launch  # noqa: E402
+from cnn_jax.train.workdir import WorkdirLockedError  # noqa: E402
+
+COMMAND_LINE = tuple(sys.argv)  # as given: parse_flags takes model arguments out of sys.argv
+
+# Exit statuses (README "Checkpoints and failures"): a scheduler requeues EXIT_PREEMPTED (sysexits' EX_TEMPFAIL).
+EXIT_FINISHED, EXIT_FAILED, EXIT_USAGE, EXIT_PREEMPTED = 0, 1, 2, 75
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (a .py returning a ConfigDict).",
                                 lock_config=True)
@@ -52,10 +70,19 @@ FLAGS = flags.FLAGS
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parser; a ``--config.key=value`` whose key the config lacks ends in one line naming the
-    argument (ml_collections raises a KeyError or AttributeError from deep inside absl's parser)."""
+    """absl's flag parser, with two additions.
+
+    ``--config.model.KEY=VALUE`` for a key the config file does not set is a model override (``create_model``'s
+    arguments: ``drop_path_rate``, ``width_mult`` ...; checked against the model by :func:`cnn_jax.config.validate`):
+    the config is locked, so such flags are taken out before absl parses the rest and added to ``config.model``
+    after (VALUE as a Python literal, else a string). Any other ``--config.KEY`` the config lacks ends in one line
+    naming the argument (ml_collections raises a KeyError or AttributeError from deep inside absl's parser).
+    """
+    argv, model_arguments = _take_model_arguments(argv)
+    if model_arguments:  # config_flags finds the --config.* flags in sys.argv itself
+        sys.argv[:] = [arg for arg in sys.argv if arg in argv]
     try:
-        return app.parse_flags_with_usage(argv)
+        remaining = app.parse_flags_with_usage(argv)
     except (AttributeError, KeyError) as error:
         cause = error
         while cause.args and isinstance(cause.args[0], KeyError):  # AttributeError(KeyError("'key'\nDid you..."))
@@ -66,15 +93,68 @@ def parse_flags(argv: list[str]) -> list[str]:
                     and missing in arg.partition("=")[0].split(".")[1:]]
         if not culprits:
             raise
-        sys.exit(f"FATAL Flags parsing error: {culprits[0]}: the config has no key {missing!r}"
-                 f"{'; ' + suggestion.lower() if suggestion else ''} (configs are locked: experiments/common.py "
-                 "lists the keys)")
+        fail(f"Flags parsing error: {culprits[0]}: the config has no key {missing!r}"
+             f"{'; ' + suggestion.lower() if suggestion else ''} (configs are locked: experiments/common.py lists the "
+             "keys; extra model.KEY=VALUE flags are model arguments)")
+    if model_arguments:
+        with FLAGS.config.unlocked():
+            for key, value in model_arguments.items():
+                FLAGS.config.model[key] = value
+    return remaining
+
+
+def _take_model_arguments(argv: list[str]) -> tuple[list[str], dict[str, object]]:
+    """``argv`` without the ``--config.model.KEY=VALUE`` flags whose KEY the config file lacks, and those."""
+    from cnn_jax.tools.sweep import load_config
+
+    specs = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config"]
+    specs += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
+    try:
+        model_config = load_config(specs[-1]).model
+    except Exception:  # no or a broken config file: absl's parser reports it
+        return argv, {}
+    kept, taken = [], {}
+    for arg in argv:
+        key, has_value, value = arg.removeprefix("--config.model.").partition("=")
+        if arg.startswith("--config.model.") and has_value and "." not in key and key not in model_config:
+            taken[key] = _literal(value)
+        else:
+            kept.append(arg)
+    return kept, taken
+
+
+def _literal(text: str) -> object:
+    """A command-line value: a Python literal (``0.1``, ``(1, 2)``, ``None``), ``true``/``false``, else the text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def fail(message: str, status: int = EXIT_USAGE) -> None:
+    """Ends the process with ``message`` as one line on stderr (the last line of the output), no traceback.
+
+    Background threads still running (orbax's writes of a checkpoint whose save failed) are given up to 60 s to
+    end first: at interpreter exit they would fail and print after the message.
+    """
+    deadline = time.time() + 60
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(timeout=max(0.0, deadline - time.time()))
+    print("FATAL " + " ".join(message.split()), file=sys.stderr, flush=True)
+    sys.exit(status)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO; progress lines are printed
+    try:  # values the trainer (and the dry run's arithmetic) cannot use: one line, before anything is loaded
+        validate(FLAGS.config)
+    except ConfigError as error:
+        fail(f"config error: {error}")
     if FLAGS.dry_run:  # one process checks the layout of all: as many devices on every host as on this one
         processes = FLAGS.num_processes or 1
         report = dry_run(FLAGS.config, devices=jax.local_device_count() * processes, processes=processes)
@@ -87,8 +167,16 @@ def main(argv):
     parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     if jax.process_index() == 0:
         print(f"allocator: {allocator.active_allocator()} (--malloc={FLAGS.malloc})", flush=True)
-        record_launch(FLAGS.workdir, "python " + shlex.join(sys.argv))
-    train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        record_launch(FLAGS.workdir, "python " + shlex.join(COMMAND_LINE))
+    try:
+        train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except (ConfigError, WorkdirLockedError, CheckpointMismatchError) as error:
+        fail(str(error))
+    except RunPreempted as error:
+        fail(str(error), EXIT_PREEMPTED)
+    except (TrainingDiverged, CheckpointSaveError) as error:
+        fail(str(error), EXIT_FAILED)
+    return EXIT_FINISHED
 
 
 if __name__ == "__main__":

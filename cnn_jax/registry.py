@@ -158,11 +158,48 @@ def _checked_overrides(entry: _Entry, overrides: Mapping[str, Any]) -> dict[str,
                 f"model {entry.name!r} cannot honour {key}={overrides[key]!r}: {entry.cls.__name__} has no residual "
                 f"blocks to drop (leave {key} at {CONTRACT_DEFAULTS[key]!r})"
             )
+        close = difflib.get_close_matches(key, sorted(fields), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
         raise TypeError(
             f"model {entry.name!r} ({entry.cls.__name__}) got an unknown argument {key!r}; "
-            f"accepted: {', '.join(sorted(fields))}"
+            f"{hint}accepted: {', '.join(sorted(fields))}"
         )
+    for key, value in overrides.items():
+        if key in CONTRACT_CHECKS and not _accepts(CONTRACT_CHECKS[key][0], value):
+            raise ValueError(f"model {entry.name!r}: {key}={value!r}; expected {CONTRACT_CHECKS[key][1]}")
     return overrides
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_rate(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < 1.0
+
+
+def _is_float_dtype(value: Any) -> bool:
+    import jax.numpy as jnp
+
+    return not isinstance(value, (bool, int, float)) and jnp.issubdtype(jnp.dtype(value), jnp.floating)
+
+
+def _accepts(check: Callable[[Any], bool], value: Any) -> bool:
+    try:
+        return bool(check(value))
+    except TypeError:  # jnp.dtype("bf16")
+        return False
+
+
+# Values of the contract arguments every model takes: (check, what is allowed).
+CONTRACT_CHECKS: Mapping[str, tuple[Callable[[Any], bool], str]] = {
+    "num_classes": (_is_count, "an integer >= 1"),
+    "in_channels": (_is_count, "an integer >= 1"),
+    "dtype": (_is_float_dtype, "a floating-point dtype such as jnp.float32 or jnp.bfloat16 (or its name)"),
+    "param_dtype": (_is_float_dtype, "a floating-point dtype such as jnp.float32"),
+    "drop_rate": (_is_rate, "a probability in [0, 1)"),
+    "drop_path_rate": (_is_rate, "a probability in [0, 1)"),
+}
 
 
 def create_model(name: str, *, num_classes: int = 1000, **overrides: Any) -> nn.Module:

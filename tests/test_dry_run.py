@@ -187,6 +187,6 @@ def test_launch_dry_run_fails_naming_the_missing_dataset_directory(tmp_path):
 
 def test_launch_dry_run_names_an_unknown_config_key():
     result = _launch("--config.train.global_bach=64")
-    assert result.returncode == 1
+    assert result.returncode == 2  # launch.py's status for a run that cannot start
     assert "--config.train.global_bach=64: the config has no key 'global_bach'" in result.stderr
     assert 'did you mean "global_batch"' in result.stderr and "Traceback" not in result.stderr

@@ -75,7 +75,7 @@ def test_model_info_follows_the_model_arguments():
 def test_model_info_validates_overrides_as_create_model_does():
     assert cnn_jax.model_info("resnet50", num_classes=10, drop_rate=0.3) == cnn_jax.model_info("resnet50")
     with pytest.raises(TypeError, match=r"model 'efficientnet_phi' \(EfficientNetPhi\) got an unknown argument "
-                                        r"'gama'; accepted: .*gamma"):
+                                        r"'gama'; did you mean gamma\? accepted: .*gamma"):
         cnn_jax.model_info("efficientnet_phi", gama=1.2)
     with pytest.raises(ValueError, match=r"model 'vgg16' cannot honour drop_path_rate=0.1"):
         cnn_jax.model_info("vgg16", drop_path_rate=0.1)

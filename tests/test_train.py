@@ -75,24 +75,6 @@ def test_logged_training_metrics_are_means_over_the_log_window(tmp_path):
             np.testing.assert_allclose(window[step][key], expected, rtol=1e-5)
 
 
-def test_a_diverged_run_names_its_first_non_finite_step(tmp_path):
-    """The loss is checked at each log for every step since the last one: the error names the first bad step,
-    whatever the log interval."""
-
-    def config(log_every):
-        c = lenet_config(num_steps=40, log_every_steps=log_every, eval_every_epochs=100.0)
-        c.optimizer.base_lr = 1e8
-        c.data.max_train_examples, c.data.max_eval_examples = 2048, 100
-        return c
-
-    with pytest.raises(FloatingPointError, match=r"at step (\d+)") as every:
-        train_and_evaluate(config(1), tmp_path / "every")
-    first_bad = int(re.search(r"at step (\d+)", str(every.value)).group(1))
-    assert first_bad < 20
-    with pytest.raises(FloatingPointError, match=rf"at step {first_bad} \(the first since the last log, step 0\)"):
-        train_and_evaluate(config(20), tmp_path / "window")
-
-
 def _final_params(workdir):
     checkpointer = Checkpointer(workdir, keep=3)
     state, meta = checkpointer.read()
@@ -136,7 +118,7 @@ def test_corrupt_latest_checkpoint_is_skipped(tmp_path, caplog):
     assert any("skipping checkpoint" in r.getMessage() and "/4" in r.getMessage() for r in caplog.records)
     records = read_metrics(tmp_path)
     steps = [r["step"] for r in records if "train/loss" in r]
-    assert steps[-2:] == [5, 6] and 3 in steps[steps.index(4) + 1 :], steps
+    assert steps == [1, 2, 3, 4, 5, 6], steps  # steps 3-4 ran twice; the first sitting's records were dropped
 
 
 def test_eight_emulated_devices_match_one_device(tmp_path):
@@ -297,7 +279,6 @@ def test_unknown_config_key_fails_before_compiling():
 
 def _documented_configs() -> list[tuple[str, str | None]]:
     """(config file, argument) for every ``--config FILE[:ARG]`` in the configs' own docstrings."""
-    import re
 
     found = []
     for path in sorted((REPO / "experiments").rglob("*.py")):

@@ -57,12 +57,14 @@ class ModelOutput:
 
 
 def check_images(images: Array, in_channels: int, model: str) -> None:
-    """Raises a ValueError unless ``images`` is an NHWC batch with ``in_channels`` channels."""
+    """Raises a ValueError unless ``images`` is a non-empty NHWC batch with ``in_channels`` channels."""
     shape = tuple(images.shape)
     if len(shape) != 4 or shape[-1] != in_channels:
         raise ValueError(
             f"{model} expects images of shape (batch, height, width, {in_channels}) (NHWC); got shape {shape}"
         )
+    if shape[0] == 0:
+        raise ValueError(f"{model} got an empty batch (images of shape {shape}); expected at least one image")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -211,8 +211,10 @@ class PlanError(ValueError):
 
 
 def check_configs(planned: Sequence[PlannedRun]) -> None:
-    """Dry-runs every planned config (dataset, batch layout, model, schedule: ``cnn_jax.train.dry_run``) and
-    raises :class:`PlanError` listing every problem, so nothing is submitted or trained with a broken point."""
+    """Validates (``cnn_jax.config``) and dry-runs (``cnn_jax.train.dry_run``: dataset, batch layout, model,
+    schedule) every planned config and raises :class:`PlanError` listing every problem, so nothing is submitted or
+    trained with a broken point."""
+    from cnn_jax.config import config_problems
     from cnn_jax.train.dry_run import dry_run
 
     problems, checked = [], set()
@@ -223,7 +225,9 @@ def check_configs(planned: Sequence[PlannedRun]) -> None:
         if key in checked:  # another seed of a checked point
             continue
         checked.add(key)
-        problems += [f"{run.name}: {p}" for p in dry_run(run.config).problems]
+        # Values no run could use first: the dry run's arithmetic assumes them valid (a batch of 0 divides by 0).
+        invalid = config_problems(run.config)
+        problems += [f"{run.name}: {p}" for p in invalid or dry_run(run.config).problems]
     if problems:
         raise PlanError("the dry run of the planned configs failed:\n  " + "\n  ".join(problems))
 
@@ -267,13 +271,16 @@ def execute(run: PlannedRun, root: pathlib.Path, command: str) -> dict[str, floa
     """Trains one run (resuming from its workdir; ``command``, the sweep's, goes to its ``launches.jsonl``); if it
     reached its last step, writes ``final_metrics.json`` and returns the final metrics, else (SIGTERM,
     ``train.stop_after_steps``) returns None."""
-    from cnn_jax.train.loop import train_and_evaluate
+    from cnn_jax.train.loop import RunPreempted, train_and_evaluate
     from cnn_jax.train.metrics import record_launch
 
     workdir = run.workdir(root)
     record_launch(workdir, command)
     start = time.time()
-    train_and_evaluate(run.config, workdir)
+    try:
+        train_and_evaluate(run.config, workdir)
+    except RunPreempted:
+        return None
     progress = results.read_progress(workdir, results.total_steps(run.config))
     if progress["status"] != "finished":
         return None

@@ -43,7 +43,11 @@ def read_launches(workdir: str | pathlib.Path) -> list[dict]:
 
 
 class MetricWriter:
-    def __init__(self, workdir: str | pathlib.Path):
+    """Appends records to ``metrics.jsonl`` and TensorBoard (process 0). ``resume_step``: the step a run resumed
+    from; records after it (written before an interruption, for steps that will run again) are dropped first, so the
+    file reads as one run."""
+
+    def __init__(self, workdir: str | pathlib.Path, resume_step: int | None = None):
         self.enabled = jax.process_index() == 0
         if not self.enabled:
             return
@@ -51,6 +55,8 @@ class MetricWriter:
 
         workdir = pathlib.Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None:
+            drop_records_after(workdir, resume_step)
         self.jsonl = open(workdir / "metrics.jsonl", "a")
         self.tensorboard = SummaryWriter(str(workdir / "tensorboard"))
 
@@ -81,3 +87,24 @@ def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
                 except json.JSONDecodeError:
                     continue
     return records
+
+
+def drop_records_after(workdir: str | pathlib.Path, step: int) -> int:
+    """Rewrites ``workdir/metrics.jsonl`` (atomically) without the records of steps after ``step`` and any line cut
+    short; returns how many were dropped."""
+    path = pathlib.Path(workdir) / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    lines = path.read_text().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    if len(kept) < len(lines):
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text("".join(line + "\n" for line in kept))
+        os.replace(partial, path)
+    return len(lines) - len(kept)

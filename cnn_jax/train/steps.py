@@ -172,6 +172,21 @@ def make_train_step(model, tx: optax.GradientTransformation, config: ml_collecti
     return train_step
 
 
+def with_nonfinite_guard(step_fn):
+    """``train_step(state, first_bad, images, labels, rng) -> (state, first_bad, metrics)``: ``step_fn`` that also
+    carries ``first_bad``, an int32 scalar on the devices that is 0 until a step's loss or gradient norm is not
+    finite and then that step's number (``state.step + 1``) for good. The loop reads it only before it logs, evaluates
+    or saves: a diverged state is caught on the step it happens without a host sync per step."""
+
+    def train_step(state: TrainState, first_bad, images, labels, rng):  # the name of the compiled program
+        new_state, metrics = step_fn(state, images, labels, rng)
+        finite = jnp.isfinite(metrics["train/loss"]) & jnp.isfinite(metrics["train/grad_norm"])
+        first_bad = jnp.where((first_bad == 0) & ~finite, state.step + 1, first_bad)
+        return new_state, first_bad, metrics
+
+    return train_step
+
+
 def make_eval_step(model):
     """``eval_step(params, batch_stats, images, labels, mask)``: masked sums of loss, top-1, top-5 and the count."""
 
