@@ -1,9 +1,9 @@
 """Sweep definitions: lists of config overrides, built with :func:`axis`, :func:`product` and :func:`zip_sweep`.
 
 A *run* of a sweep is a dict ``{dotted config key: value}`` (``{"model.alpha": 1.2, "train.num_steps": 100}``),
-applied to a locked experiment config with :func:`apply_overrides` (an unknown key fails, naming the key and the
-close ones). Keys that start with ``_`` are labels, not config: ``_series`` groups runs for plots, ``_stage`` is set
-by multi-stage sweeps, ``_name`` fixes a run's directory name.
+applied to a locked experiment config with ``cnn_jax.config.apply_overrides`` (an unknown key fails, naming the key
+and the close ones). Keys that start with ``_`` are labels, not config: ``_series`` groups runs for plots,
+``_stage`` is set by multi-stage sweeps, ``_name`` fixes a run's directory name.
 
 Repeated points: :func:`with_seeds` repeats every run once per seed (key ``seed``); :func:`point_key` groups runs
 that differ only in their seed, :func:`summarize` gives mean, sample standard deviation and n, and
@@ -18,7 +18,6 @@ Also the EfficientNet compound-scaling grid (Tan & Le 2019, arXiv:1905.11946, Se
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import itertools
 import json
 import math
@@ -26,8 +25,6 @@ import re
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-
-import ml_collections
 
 Run = dict[str, Any]
 SweepArg = Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]
@@ -86,57 +83,9 @@ def chain(*sweeps: SweepArg) -> list[Run]:
     return [run for s in sweeps for run in _as_runs(s, product)]
 
 
-class UnknownKeyError(KeyError):
-    """A sweep or command-line override names a key the config does not have (message printed as is)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
 def config_keys(overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The overrides that are config keys (labels starting with ``_`` removed)."""
     return {k: v for k, v in overrides.items() if not k.startswith("_")}
-
-
-def flatten(config: ml_collections.ConfigDict | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{dotted key: value}`` of every leaf of a (nested) config or dict."""
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, ml_collections.ConfigDict | Mapping):
-            out |= flatten(value, f"{prefix}{key}.")
-        else:
-            out[prefix + key] = value
-    return out
-
-
-def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
-    """A copy of ``config`` with the dotted ``overrides`` set; keys starting with ``_`` are labels and skipped.
-
-    The copy keeps the original's lock, so a key that is not in the config raises ``UnknownKeyError`` (a
-    ``KeyError``) naming it and the closest existing keys; a value of the wrong type raises the ConfigDict's
-    ``TypeError`` with the key added.
-    """
-    config = ml_collections.ConfigDict(config.to_dict(preserve_field_references=True),
-                                       type_safe=config.is_type_safe)
-    config.lock()
-    known = list(flatten(config))
-    for key, value in config_keys(overrides).items():
-        *parents, leaf = key.split(".")
-        node = config
-        try:
-            for part in parents:
-                node = node[part]
-            if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-                raise KeyError(key)
-        except (KeyError, AttributeError):
-            close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise UnknownKeyError(f"override {key!r} is not a key of the config{hint}") from None
-        try:
-            node[leaf] = value
-        except TypeError as error:
-            raise TypeError(f"override {key}={value!r}: {error}") from None
-    return config
 
 
 def run_name(index: int, overrides: Mapping[str, Any]) -> str:

@@ -13,12 +13,11 @@ import pytest
 from conftest import count_params
 
 import cnn_jax
-from cnn_jax.tools import sweep as sweep_tool
+from cnn_jax.config import base_config, load_config
 from cnn_jax.tools.train_memory import train_step_memory
 from cnn_jax.train import dry_run as dry_run_module
 from cnn_jax.train import loop, optim
 from cnn_jax.train.dry_run import dry_run
-from experiments.common import base_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Every experiment config (the files defining get_config), called without an argument: its documented default.
@@ -59,7 +58,7 @@ def _check_filled_in(report, config, num_train: int, params: int) -> None:
 def test_every_experiment_config_dry_runs(path, tmp_path):
     """Fashion-MNIST configs pass; the others, with their dataset absent (an empty data_dir), fail naming the
     dataset and the directory but fill in everything else; with a synthetic dataset of their shape they pass."""
-    config = sweep_tool.load_config(path)
+    config = load_config(path)
     params = _create_model_params(config)
     name = config.data.name
     if name == "fashion_mnist":
@@ -94,7 +93,7 @@ def test_nothing_is_compiled():
 
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
-        config = sweep_tool.load_config("experiments/fashion_mnist/resnet20.py")
+        config = load_config("experiments/fashion_mnist/resnet20.py")
         config.optimizer.warmup_epochs = 1.0
         dry_run_module.clear_caches()
         assert dry_run(config).ok
@@ -121,7 +120,7 @@ def test_memory_estimate_is_near_xla_figure():
 
 
 def test_batch_layout_and_class_problems_name_the_key():
-    config = sweep_tool.load_config("experiments/fashion_mnist/lenet5.py")
+    config = load_config("experiments/fashion_mnist/lenet5.py")
     report = dry_run(config, devices=3)
     assert not report.ok
     assert any("train.global_batch=128" in p and "3 devices" in p for p in report.problems)
@@ -151,7 +150,7 @@ def test_sweep_points_of_one_model_trace_it_once(monkeypatch):
 
     monkeypatch.setattr(dry_run_module, "analyze", counted_analyze)
     dry_run_module.clear_caches()
-    config = sweep_tool.load_config("experiments/fashion_mnist/lenet5.py")
+    config = load_config("experiments/fashion_mnist/lenet5.py")
     reports = []
     for base_lr, warmup_epochs, optimizer in ((0.05, 0.0, "sgd"), (0.1, 1.0, "sgd"), (0.2, 0.0, "adamw")):
         config.optimizer.update({"base_lr": base_lr, "warmup_epochs": warmup_epochs, "name": optimizer})

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_jax.train import loop, optim, steps
-from experiments.common import base_config
+from cnn_jax.config import base_config, build_model
+from cnn_jax.train import optim, steps
 
 
 def _traced_train_step(model_name: str, dtype: str = "float32", resolution: int = 64):
@@ -24,18 +24,12 @@ def _traced_train_step(model_name: str, dtype: str = "float32", resolution: int 
     config.model.name = model_name
     config.model.num_classes = 10
     config.model.dtype = dtype
-    model = loop.build_model(config)
+    model = build_model(config)
     lr_fn = optim.learning_rate_schedule(config.optimizer, 0.1, 1, 1)
     tx = optim.make_optimizer(config.optimizer, lr_fn)
     images = jax.ShapeDtypeStruct((2, resolution, resolution, 3), jnp.float32)
 
-    def init_state(rng):
-        variables = model.init(rng, jnp.zeros(images.shape), train=False)
-        return steps.TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
-                                batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]),
-                                ema_params={})
-
-    state = jax.eval_shape(init_state, jax.random.key(0))
+    state = jax.eval_shape(steps.state_initializer(model, tx, images.shape), jax.random.key(0))
     step = jax.jit(steps.make_train_step(model, tx, config, lr_fn))
     labels = jax.ShapeDtypeStruct((2,), jnp.int32)
     return step, (state, images, labels, jax.random.key(1))

@@ -21,10 +21,10 @@ import pytest  # noqa: E402
 
 import cnn_jax  # noqa: E402
 from cnn_jax import weights  # noqa: E402
-from cnn_jax.convert import layout  # noqa: E402
-from cnn_jax.convert.convert import ConversionError  # noqa: E402
-from cnn_jax.convert.sources import keras_prng  # noqa: E402
 from cnn_jax.tools import import_weights as tool  # noqa: E402
+from cnn_jax.weights import layout  # noqa: E402
+from cnn_jax.weights.convert import ConversionError  # noqa: E402
+from cnn_jax.weights.sources import keras_prng  # noqa: E402
 
 torch = pytest.importorskip("torch")
 # One thread: the references are tiny, and CI runs two test workers on two cores (spinning OpenMP threads of two
@@ -329,8 +329,8 @@ def test_torchvision_efficientnet_mapping_uses_the_models_batchnorm_epsilon(name
     """torchvision's B0-B4 keep PyTorch's BatchNorm eps 1e-5, its B5-B7 (ported from TF) use 1e-3."""
     import torch
 
-    from cnn_jax.convert.mappings import find_mapping
     from cnn_jax.models.layers import BN_CONVENTIONS
+    from cnn_jax.weights.mappings import find_mapping
 
     source = getattr(import_torchvision().models, name)(num_classes=3)
     eps = {m.eps for m in source.modules() if isinstance(m, torch.nn.BatchNorm2d)}

@@ -46,11 +46,23 @@ def test_drop_path_drops_whole_samples_and_rescales():
     np.testing.assert_array_equal(layers.DropPath(0.25).apply({}, x, train=False), x)
 
 
-def test_batch_norm_conventions():
-    bn = layers.batch_norm("tf", train=True)
-    assert (bn.momentum, bn.epsilon) == (0.99, 1e-3)
-    bn = layers.batch_norm("pytorch", train=False)
-    assert (bn.momentum, bn.epsilon, bn.use_running_average) == (0.9, 1e-5, True)
+@pytest.mark.parametrize(("convention", "decay", "epsilon"), [("tf", 0.99, 1e-3), ("pytorch", 0.9, 1e-5)])
+def test_batch_norm_conventions_update_and_normalise_as_their_frameworks(convention, decay, epsilon):
+    """One training step moves the running mean by (1 - decay) of the batch mean (TF's decay, PyTorch's 1 -
+    momentum), and evaluation divides by sqrt(running variance + epsilon)."""
+    x = jax.random.normal(jax.random.key(0), (16, 3)) * 2.0 + 5.0
+    train = layers.batch_norm(convention, train=True)
+    variables = train.init(jax.random.key(1), x)
+    _, updated = train.apply(variables, x, mutable=["batch_stats"])
+    stats = updated["batch_stats"]
+    np.testing.assert_allclose(stats["mean"], (1 - decay) * x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats["var"], decay + (1 - decay) * x.var(0), rtol=1e-5)
+    evaluated = layers.batch_norm(convention, train=False).apply({**variables, "batch_stats": stats}, x)
+    np.testing.assert_allclose(evaluated, (x - stats["mean"]) / np.sqrt(stats["var"] + epsilon), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_an_unknown_batch_norm_convention_is_refused():
     with pytest.raises(ValueError, match="unknown BatchNorm convention 'caffe'"):
         layers.batch_norm("caffe", train=True)
 

@@ -231,12 +231,12 @@ def _two_process_launch(workdir, overrides, address):
 @pytest.mark.slow
 @pytest.mark.parametrize("signalled", ["process_1", "both_apart"])
 def test_sigterm_on_a_pod_saves_one_step_everywhere_and_resumes_exactly(signalled, tmp_path):
-    overrides = SMALL_RUN | {"train.num_steps": 400, "train.checkpoint_every_steps": 1000,
+    overrides = SMALL_RUN | {"train.num_steps": 200, "train.checkpoint_every_steps": 1000,
                              "train.log_every_steps": 10, "train.checkpoint_timeout_s": 60}
     workdir = tmp_path / "two"
     procs = _two_process_launch(workdir, overrides, f"localhost:{_free_port()}")
     lines: list[str] = []
-    while not any(re.match(r"step (\d+)/400", line) and int(line.split()[1].split("/")[0]) >= 50 for line in lines):
+    while not any(re.match(r"step (\d+)/200", line) and int(line.split()[1].split("/")[0]) >= 50 for line in lines):
         line = procs[0].stdout.readline()
         assert line, "process 0 ended before step 50:\n" + "".join(lines[-30:])
         lines.append(line)
@@ -249,17 +249,17 @@ def test_sigterm_on_a_pod_saves_one_step_everywhere_and_resumes_exactly(signalle
     assert time.time() - signalled_at < 60, outputs  # not the coordination service's heartbeat timeout
     assert [p.returncode for p in procs] == [EXIT_PREEMPTED] * 2, "\n".join(o[-3000:] for o in outputs)
     saved = [int(re.search(r"every process saved step (\d+)", o).group(1)) for o in outputs]
-    assert saved[0] == saved[1] and 50 <= saved[0] < 400 and _steps(workdir) == [saved[0]]
+    assert saved[0] == saved[1] and 50 <= saved[0] < 200 and _steps(workdir) == [saved[0]]
     procs = _two_process_launch(workdir, overrides, f"localhost:{_free_port()}")
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outputs)
     assert f"resumed from step {saved[0]}" in outputs[0]
     _launch(tmp_path / "one", overrides, devices=2)
     (step_a, state_a), (step_b, state_b) = _final(workdir), _final(tmp_path / "one")
-    assert step_a == step_b == 400
+    assert step_a == step_b == 200
     _assert_trees_close(state_a["params"], state_b["params"], rtol=1e-4, atol=1e-6)
     steps = [r["step"] for r in read_metrics(workdir) if "train/loss" in r]
-    assert steps == sorted(set(steps)) and steps[-1] == 400
+    assert steps == sorted(set(steps)) and steps[-1] == 200
 
 
 def test_sigterm_on_one_process_exits_with_the_preempted_status_and_a_second_launch_is_refused(tmp_path):

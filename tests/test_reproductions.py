@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cnn_jax import sweeps
+from cnn_jax.config import apply_overrides
 from cnn_jax.tools import reproductions, results
 from experiments.fashion_mnist import lenet5, resnet20
 
@@ -209,7 +210,7 @@ def test_compound_report_from_the_sweep_files_points(tmp_path, monkeypatch):
     def finish(runs, stage):
         planned = []
         for index, run in enumerate(runs):
-            config = sweeps.apply_overrides(mbconv_scaling.get_config(), sweeps.config_keys(run))
+            config = apply_overrides(mbconv_scaling.get_config(), sweeps.config_keys(run))
             name = f"{index:03d}_{run['_name']}"
             final = accuracy.get(run["_name"].rsplit("_seed", 1)[0], 0.89) + 0.001 * run["seed"]
             _write_run(study / name, config, top1=[0.8, final], train_top1=[0.8] * 4, sittings=[(T0, 60.0)])
@@ -245,7 +246,7 @@ def test_compound_scaling_points_cost_about_their_nominal_factor():
     from experiments.fashion_mnist import mbconv_scaling
 
     def macs(run):
-        return model_statistics(sweeps.apply_overrides(mbconv_scaling.get_config(), sweeps.config_keys(run))).macs
+        return model_statistics(apply_overrides(mbconv_scaling.get_config(), sweeps.config_keys(run))).macs
 
     runs = load_sweep("experiments/sweeps/compound_scaling.py").stages[0].runs([])
     base = macs(runs[0])

@@ -16,6 +16,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from cnn_jax import sweeps
+from cnn_jax.config import apply_overrides, config_from_json, load_config, parse_overrides
 from cnn_jax.tools import evaluate, report, results
 from cnn_jax.tools import sweep as sweep_tool
 from cnn_jax.train.metrics import read_launches
@@ -54,16 +55,16 @@ def test_product_and_zip_counts_and_contents():
 
 
 def test_apply_overrides_checks_keys_and_types():
-    config = sweep_tool.load_config(f"{REPO}/experiments/fashion_mnist/lenet5.py")
-    out = sweeps.apply_overrides(config, {"optimizer.base_lr": 0.3, "train.num_steps": 7, "_series": "x"})
+    config = load_config(f"{REPO}/experiments/fashion_mnist/lenet5.py")
+    out = apply_overrides(config, {"optimizer.base_lr": 0.3, "train.num_steps": 7, "_series": "x"})
     assert out.optimizer.base_lr == 0.3 and out.train.num_steps == 7
     assert config.optimizer.base_lr == 0.1  # the base is not changed
     with pytest.raises(KeyError, match=r"'optimizer.base_lrr'.*did you mean optimizer.base_lr"):
-        sweeps.apply_overrides(config, {"optimizer.base_lrr": 0.3})
+        apply_overrides(config, {"optimizer.base_lrr": 0.3})
     with pytest.raises(TypeError, match="train.num_steps"):
-        sweeps.apply_overrides(config, {"train.num_steps": "many"})
-    assert sweep_tool.parse_cli_overrides(["--config.train.num_steps=5", "--config.optimizer.base_lr=1e-2"],
-                                          config) == {"train.num_steps": 5, "optimizer.base_lr": 0.01}
+        apply_overrides(config, {"train.num_steps": "many"})
+    assert parse_overrides(["--config.train.num_steps=5", "--config.optimizer.base_lr=1e-2"],
+                           config) == {"train.num_steps": 5, "optimizer.base_lr": 0.01}
     assert sweep_tool.parse_sweep_args("lrs=[0.1,0.2],max_phi=3,name=abc") == {
         "lrs": [0.1, 0.2], "max_phi": 3, "name": "abc"}
 
@@ -222,9 +223,8 @@ def test_sweep_end_to_end_and_skip_finished(lenet_sweep):
     # A run launched from emitted commands has no marker: its metrics.jsonl (eval at the last step) says finished.
     run = sweep_tool.plan_stage(sweep_tool.load_sweep(f"{LENET_SWEEP}:lrs=[0.2],seeds=[0]"),
                                 sweep_tool.load_sweep(f"{LENET_SWEEP}:lrs=[0.2],seeds=[0]").stages[0],
-                                sweep_tool.load_config("experiments/fashion_mnist/lenet5.py"),
-                                sweep_tool.parse_cli_overrides(TINY, sweep_tool.load_config(
-                                    "experiments/fashion_mnist/lenet5.py")), [])[0]
+                                load_config("experiments/fashion_mnist/lenet5.py"),
+                                parse_overrides(TINY, load_config("experiments/fashion_mnist/lenet5.py")), [])[0]
     marker = root / run.name / sweep_tool.FINAL
     saved = marker.read_text()
     marker.unlink()
@@ -260,7 +260,7 @@ def test_sweep_stops_at_an_interrupted_run(lenet_sweep, tmp_path):
 def test_ensemble_of_identical_checkpoints_equals_the_single_model(lenet_sweep, tmp_path):
     root, result, _ = lenet_sweep
     member = evaluate.load_member(root / result["rows"][0]["run"])
-    config = evaluate.merged_config(json.loads((root / result["rows"][0]["run"] / "config.json").read_text()))
+    config = config_from_json(json.loads((root / result["rows"][0]["run"] / "config.json").read_text()))
     config.data.max_eval_examples = 700  # a partial last batch (eval_batch 500): the mask must hold
     single = evaluate.evaluate_ensemble([member], evaluate.eval_batches(config))
     for how in evaluate.COMBINES:
@@ -302,7 +302,7 @@ def test_ensemble_of_seeds_beats_the_best_member(lenet_sweep, tmp_path, capsys):
     assert scores["ensemble"]["top1"] >= max(members), results
     assert scores["ensemble"]["loss"] < min(scores[d]["loss"] for d in dirs)  # averaging probabilities helps NLL
     logits = evaluate.evaluate_ensemble([evaluate.load_member(d) for d in dirs],
-                                        evaluate.eval_batches(evaluate.merged_config(json.loads(
+                                        evaluate.eval_batches(config_from_json(json.loads(
                                             (pathlib.Path(dirs[0]) / "config.json").read_text()))), how="logits")
     assert logits["ensemble"]["top1"] >= max(members) - 0.005
     with pytest.raises(ValueError, match="no EMA"):

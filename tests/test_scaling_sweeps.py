@@ -8,15 +8,15 @@ import math
 
 import pytest
 
+from cnn_jax.config import build_model, load_config
 from cnn_jax.tools import sweep as sweep_tool
-from cnn_jax.train.loop import build_model
 
 SINGLE_AXIS = "experiments/sweeps/efficientnet_single_axis.py"
 
 
 def _plan(spec: str, base_config: str | None = None) -> list[sweep_tool.PlannedRun]:
     sweep = sweep_tool.load_sweep(spec)
-    base = sweep_tool.load_config(base_config or sweep.base_config)
+    base = load_config(base_config or sweep.base_config)
     return sweep_tool.plan_stage(sweep, sweep.stages[0], base, {}, [], check=False)  # sizes only: no dry run
 
 

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from cnn_jax import sweeps
+from cnn_jax.config import load_config
 from cnn_jax.tools import report, results
 from cnn_jax.tools import sweep as sweep_tool
 
@@ -149,7 +150,7 @@ def lenet_study(tmp_path):
 
 def test_results_table_aggregates_seeds_across_sweeps(lenet_study, tmp_path):
     other = tmp_path / "loose_run"  # a workdir trained outside any sweep, another model
-    config = sweep_tool.load_config("experiments/fashion_mnist/resnet20.py")
+    config = load_config("experiments/fashion_mnist/resnet20.py")
     other.mkdir()
     (other / "config.json").write_text(config.to_json())
     with open(other / "metrics.jsonl", "w") as f:

@@ -15,12 +15,12 @@ import numpy as np
 import optax
 import pytest
 
+from cnn_jax.config import base_config, load_config
 from cnn_jax.data import fashion_mnist, pipeline, sources
 from cnn_jax.train import losses, optim
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.loop import train_and_evaluate
 from cnn_jax.train.metrics import read_metrics
-from experiments.common import base_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -259,8 +259,6 @@ FASHION_MNIST_RECIPES = [f"experiments/fashion_mnist/{name}.py" for name in (
 def test_every_fashion_mnist_recipe_trains_a_few_steps(recipe, tmp_path):
     """The recipes behind docs/results, each for 2 steps of its own batch on the real data: model, transforms,
     optimizer and schedule run together, and the evaluation sees the configured input size."""
-    from cnn_jax.tools.sweep import load_config
-
     config = load_config(recipe)
     config.train.num_steps = 2
     config.train.eval_batch = 100

@@ -21,11 +21,11 @@ import pytest
 
 import cnn_jax
 from cnn_jax import allocator
+from cnn_jax.config import base_config
 from cnn_jax.train import losses, optim, steps
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.loop import train_and_evaluate
 from cnn_jax.train.metrics import read_metrics
-from experiments.common import base_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LENET = "experiments/fashion_mnist/lenet5.py"
@@ -98,9 +98,7 @@ def _lenet_and_batch(batch: int, seed: int):
 
 
 def _state(variables, tx, ema=False):
-    params = variables["params"]
-    return steps.TrainState(jnp.zeros((), jnp.int32), params, variables.get("batch_stats", {}), tx.init(params),
-                            params if ema else {})
+    return steps.create_train_state(variables["params"], variables.get("batch_stats", {}), tx, ema=ema)
 
 
 def _apply_train(model, params, batch_stats, images, labels):

@@ -81,6 +81,7 @@ import numpy as np  # noqa: E402
 
 import cnn_jax  # noqa: E402
 from cnn_jax import allocator  # noqa: E402
+from cnn_jax.config import parse_value  # noqa: E402
 from cnn_jax.machine import cpu_model  # noqa: E402
 from cnn_jax.models import conv_ops  # noqa: E402
 
@@ -229,8 +230,8 @@ def _synthetic_batch(batch: int, resolution: int, channels: int = 3,
 def ours(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *, dtype: str = "float32",
          options: dict[str, Any] | None = None, name: str = "ours") -> Contender:
     """Our model through the trainer's own train step (``mode="train"``) or the jitted eval forward."""
-    from cnn_jax.train import loop, optim, steps
-    from experiments.common import base_config
+    from cnn_jax.config import base_config, build_model
+    from cnn_jax.train import optim, steps
 
     started = time.perf_counter()
     config = base_config()
@@ -243,7 +244,7 @@ def ours(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *, 
         config.model[key] = value
     config.optimizer.update(name="sgd", momentum=MOMENTUM, nesterov=False, weight_decay=WEIGHT_DECAY,
                             schedule="constant", warmup_epochs=0.0)
-    model = loop.build_model(config)
+    model = build_model(config)
     lr_fn = optim.learning_rate_schedule(config.optimizer, LEARNING_RATE, 1, 1)
     tx = optim.make_optimizer(config.optimizer, lr_fn)
     # The trainer compiles with these on CPU (config.train.compile_keep_remat); variants add to them.
@@ -251,12 +252,7 @@ def ours(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *, 
                   else {}), **(options or {})}
     images, labels = jnp.asarray(images), jnp.asarray(labels)
 
-    def init_state(rng):
-        variables = model.init(rng, images[:1], train=False)
-        params = variables["params"]
-        return steps.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                                batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-                                ema_params={})
+    init_state = steps.state_initializer(model, tx, images[:1].shape)  # the trainer's state
 
     def infer(variables, images):
         return model.apply(variables, images, train=False).logits
@@ -420,16 +416,10 @@ def _time_window(contender: Contender, steps: int) -> float:
     return time.perf_counter() - start
 
 
-def _option_value(value: str) -> str | bool | int:
-    # XLA parses booleans only from Python bools (or "True"/"False"), so "true" becomes True.
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return int(value) if value.lstrip("-").isdigit() else value
-
-
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     """``"NAME:KEY=VALUE,KEY=VALUE"`` -> ``(NAME, {KEY: VALUE})`` (XLA compiler options for an extra ``ours``, or
-    ``model.FIELD`` model overrides); ``true``/``false`` and integers are converted. A repeated enum option takes
+    ``model.FIELD`` model overrides); values as ``cnn_jax.config.parse_value`` reads them (``true``/``false``,
+    numbers and literals; other text as is). A repeated enum option takes
     ``|``-separated values."""
     name, sep, rest = text.partition(":")
     options = {}
@@ -437,7 +427,8 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise ValueError(f"--variant {text!r}: expected NAME:KEY=VALUE[,KEY=VALUE...], got item {item!r}")
-        options[key.strip()] = _option_value(value.strip().replace("|", ","))
+        # XLA parses booleans only from Python bools (or "True"/"False"), so "true" becomes True.
+        options[key.strip()] = parse_value(value.strip().replace("|", ","))
     if not sep or not name or not options:
         raise ValueError(f"--variant {text!r}: expected NAME:KEY=VALUE[,KEY=VALUE...]")
     return name, options

@@ -3,7 +3,7 @@
   python -m cnn_jax.tools.evaluate --checkpoints RUN_A RUN_B RUN_C [--combine probs|logits] [--ema] \
       [--json out.json] [--config.data.max_eval_examples=2000 ...]
 
-A member is a training workdir (the model is built from its ``config.json`` with ``cnn_jax.train.loop.build_model``
+A member is a training workdir (the model is built from its ``config.json`` with ``cnn_jax.config.build_model``
 and its params / batch_stats, or the EMA params with ``--ema``, come from the latest checkpoint,
 ``Checkpointer(workdir).read()``) or a directory of imported weights (``cnn_jax.weights.load_variables``; its
 metadata names the model). Every member scores the same images: the data config is the first workdir member's
@@ -45,34 +45,6 @@ class Member:
     config: ml_collections.ConfigDict | None  # the training config (None for imported weights)
 
 
-def merged_config(raw: dict[str, Any]) -> ml_collections.ConfigDict:
-    """``experiments.common.base_config()`` updated with the keys of a run's ``config.json`` that the schema knows.
-
-    Runs written by an older schema still load; their unknown keys are reported, not applied (a model key is
-    always kept: every ``model.*`` key is a model argument).
-    """
-    from experiments.common import base_config
-
-    config = base_config()
-    dropped: list[str] = []
-
-    def update(node: ml_collections.ConfigDict, values: dict[str, Any], prefix: str) -> None:
-        for key, value in values.items():
-            if prefix == "model.":
-                node[key] = value
-            elif key not in node:
-                dropped.append(prefix + key)
-            elif isinstance(node[key], ml_collections.ConfigDict) and isinstance(value, dict):
-                update(node[key], value, f"{prefix}{key}.")
-            else:
-                node[key] = tuple(value) if isinstance(value, list) else value
-
-    update(config, raw, "")
-    if dropped:
-        logging.warning("config keys not in the current schema, ignored: %s", ", ".join(dropped))
-    return config
-
-
 def _tree(value: Any) -> Any:
     """Checkpoint trees as plain nested dicts of numpy arrays."""
     return jax.tree_util.tree_map(np.asarray, value)
@@ -80,13 +52,13 @@ def _tree(value: Any) -> Any:
 
 def load_member(path: str | pathlib.Path, *, ema: bool = False) -> Member:
     """A training workdir (``config.json`` + ``checkpoints/``) or an imported-weights directory."""
-    from cnn_jax.train.loop import build_model
+    from cnn_jax.config import CONFIG_FILE, build_model, read_run_config
 
     path = pathlib.Path(path)
-    if (path / "config.json").exists():
+    if (path / CONFIG_FILE).exists():
         from cnn_jax.train.checkpoint import Checkpointer
 
-        config = merged_config(json.loads((path / "config.json").read_text()))
+        config = read_run_config(path)
         checkpointer = Checkpointer(path, keep=1000, async_save=False)
         try:
             state, meta = checkpointer.read()
@@ -201,7 +173,7 @@ def format_table(results: dict[str, dict[str, float]], how: str) -> str:
 
 def _data_config(members: Sequence[Member], config_file: str | None, overrides: Sequence[str]
                  ) -> ml_collections.ConfigDict:
-    from cnn_jax.tools.sweep import load_config, parse_cli_overrides
+    from cnn_jax.config import apply_overrides, load_config, parse_overrides
 
     if config_file is not None:
         config = load_config(config_file)
@@ -210,9 +182,7 @@ def _data_config(members: Sequence[Member], config_file: str | None, overrides: 
         if first is None:
             raise ValueError("every member is imported weights: give --config FILE for the dataset")
         config = first
-    from cnn_jax import sweeps
-
-    return sweeps.apply_overrides(config, parse_cli_overrides(overrides, config))
+    return apply_overrides(config, parse_overrides(overrides, config))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

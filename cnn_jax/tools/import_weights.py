@@ -13,7 +13,6 @@ you already have (``torch.save(model.state_dict(), path)``, a timm ``.safetensor
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import pathlib
 import sys
@@ -21,8 +20,9 @@ from typing import Any
 
 import cnn_jax
 from cnn_jax import weights
-from cnn_jax.convert import convert as conversion
-from cnn_jax.convert import mappings, sources
+from cnn_jax.config import parse_value
+from cnn_jax.weights import convert as conversion
+from cnn_jax.weights import mappings, sources
 
 
 @dataclasses.dataclass
@@ -117,10 +117,7 @@ def _parse_override(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"--override {text!r}: expected KEY=VALUE, e.g. padding=same")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value  # a bare string such as "same"
+    return key, parse_value(value)  # a literal, else a bare string such as "same"
 
 
 def main(argv: list[str] | None = None) -> int:

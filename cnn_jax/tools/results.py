@@ -29,6 +29,7 @@ from typing import Any
 import ml_collections
 
 from cnn_jax import sweeps
+from cnn_jax.config import flatten
 from cnn_jax.train.metrics import LAUNCHES_FILE, read_metrics
 
 FINAL = "final_metrics.json"
@@ -249,7 +250,7 @@ def group_points(records: Sequence[RunRecord]) -> list[Point]:
     """Runs grouped by (sweep, stage, whole config without ``seed``), in first-seen order."""
     groups: dict[tuple, list[RunRecord]] = {}
     for record in records:
-        config = {k: v for k, v in sweeps.flatten(record.config).items() if k != sweeps.SEED_KEY}
+        config = {k: v for k, v in flatten(record.config).items() if k != sweeps.SEED_KEY}
         key = (record.sweep, record.stage, str(record.workdir.parent) if not record.sweep else "",
                _hashable(config))
         groups.setdefault(key, []).append(record)
@@ -258,7 +259,7 @@ def group_points(records: Sequence[RunRecord]) -> list[Point]:
 
 def differing_keys(records: Sequence[RunRecord]) -> list[str]:
     """Config keys (dotted) whose value is not the same in every run, ``seed`` left out (it has its column)."""
-    flats = [sweeps.flatten(r.config) for r in records]
+    flats = [flatten(r.config) for r in records]
     keys: list[str] = []
     for flat in flats:
         keys += [k for k in flat if k not in keys]
@@ -296,7 +297,7 @@ def table_rows(points: Sequence[Point]) -> tuple[list[str], list[dict[str, Any]]
     rows = []
     for point in points:
         first = point.first
-        flat = sweeps.flatten(first.config)
+        flat = flatten(first.config)
         steps = sorted({f"{r.steps_done}/{r.steps_planned}" for r in point.runs})
         times = [r.train_time_s for r in point.runs if r.train_time_s is not None]
         row = {"run": point.label, "sweep": first.sweep, "stage": first.stage, "status": point.status,
@@ -356,7 +357,7 @@ def x_value(record: RunRecord, axis: str) -> float | None:
         return record.params / 1e6
     if axis == "resolution":
         return float(record.resolution)
-    value = sweeps.flatten(record.config).get(axis)
+    value = flatten(record.config).get(axis)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)

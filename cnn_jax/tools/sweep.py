@@ -31,9 +31,7 @@ that differ only in their seed, top-1/top-5 as mean ± std (n)), ``summary_runs.
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import importlib.util
 import json
 import pathlib
 import shlex
@@ -46,6 +44,17 @@ from typing import Any
 import ml_collections
 
 from cnn_jax import sweeps
+from cnn_jax.config import (
+    UnknownKeyError,
+    apply_overrides,
+    build_model,
+    flatten,
+    import_file,
+    load_config,
+    parse_overrides,
+    parse_value,
+    resolve_path,
+)
 from cnn_jax.tools import results
 from cnn_jax.tools.results import FINAL
 
@@ -54,30 +63,6 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------------------------------------------------------
 # Loading sweep and config files.
-
-
-def _split_args(path: str) -> tuple[pathlib.Path, str | None]:
-    file, _, arg = str(path).partition(":")
-    return pathlib.Path(file), (arg or None)
-
-
-def _resolve(path: pathlib.Path) -> pathlib.Path:
-    if path.is_absolute() or path.exists():
-        return path
-    if (REPO / path).exists():
-        return REPO / path
-    raise FileNotFoundError(f"{path}: no such file (looked in {pathlib.Path.cwd()} and {REPO})")
-
-
-def _import_file(path: pathlib.Path, name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"{path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    if str(REPO) not in sys.path:  # configs import experiments.common
-        sys.path.insert(0, str(REPO))
-    spec.loader.exec_module(module)
-    return module
 
 
 def parse_sweep_args(text: str | None) -> dict[str, Any]:
@@ -99,15 +84,8 @@ def parse_sweep_args(text: str | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"sweep argument {item!r}: expected key=value")
-        out[key.strip()] = _literal(value.strip())
+        out[key.strip()] = parse_value(value.strip())
     return out
-
-
-def _literal(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 @dataclasses.dataclass
@@ -122,9 +100,9 @@ class SweepFile:
 
 def load_sweep(spec: str) -> SweepFile:
     """Imports a sweep file (``path.py[:k=v,...]``) and returns its base config path and stages."""
-    file, arg = _split_args(spec)
-    path = _resolve(file)
-    module = _import_file(path, f"cnn_jax_sweep_{path.stem}")
+    file, _, arg = spec.partition(":")
+    path = resolve_path(pathlib.Path(file))
+    module = import_file(path, f"cnn_jax_sweep_{path.stem}")
     kwargs = parse_sweep_args(arg)
     base = getattr(module, "BASE_CONFIG", None)
     if not isinstance(base, str):
@@ -144,51 +122,6 @@ def load_sweep(spec: str) -> SweepFile:
         stage = sweeps.Stage(results.SINGLE_STAGE, lambda previous: runs, size=len(runs))
         return SweepFile(spec, path, base, [stage], single_stage=True, seeds=seeds)
     raise AttributeError(f"{path}: a sweep file must define get_sweep() or get_stages()")
-
-
-def load_config(spec: str) -> ml_collections.ConfigDict:
-    """An experiment config ``path.py[:arg]`` (``get_config()`` / ``get_config(arg)``), locked."""
-    file, arg = _split_args(spec)
-    path = _resolve(file)
-    module = _import_file(path, f"cnn_jax_config_{path.stem}")
-    config = module.get_config(arg) if arg is not None else module.get_config()
-    config.lock()
-    return config
-
-
-def parse_cli_overrides(args: Sequence[str], config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """``--config.key=value`` arguments as typed overrides (the type of the config field decides the parsing)."""
-    out = {}
-    for arg in args:
-        if not arg.startswith("--config.") or "=" not in arg:
-            raise ValueError(f"unexpected argument {arg!r}; expected --config.key=value")
-        key, value = arg[len("--config."):].split("=", 1)
-        out[key] = _typed(config, key, value)
-    sweeps.apply_overrides(config, out)  # unknown keys fail here, before any run
-    return out
-
-
-def _typed(config: ml_collections.ConfigDict, key: str, text: str) -> Any:
-    node = config
-    *parents, leaf = key.split(".")
-    try:
-        for part in parents:
-            node = node[part]
-        field_type = node.get_type(leaf) if leaf in node else None
-    except (KeyError, AttributeError):
-        field_type = None
-    if field_type is bool:
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"--config.{key}={text}: expected true or false")
-        return text.lower() in ("true", "1")
-    if field_type in (int, float):
-        try:
-            return field_type(text) if field_type is float else int(text)
-        except ValueError:
-            raise ValueError(f"--config.{key}={text}: expected {field_type.__name__}") from None
-    if field_type is str:
-        return text
-    return _literal(text)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -237,8 +170,6 @@ def plan_stage(sweep: SweepFile, stage: sweeps.Stage, base: ml_collections.Confi
                check: bool = True) -> list[PlannedRun]:
     """The runs of one stage (each once per seed) with their configs; every config is built (keys, model
     arguments) and, with ``check``, dry-run here."""
-    from cnn_jax.train.loop import build_model
-
     # The index in a run's name is its point's: running more seeds later keeps the names of the runs already done.
     runs = [(index, seeded) for index, run in enumerate(stage.runs(previous))
             for seeded in sweeps.with_seeds([run], seeds)]
@@ -246,7 +177,7 @@ def plan_stage(sweep: SweepFile, stage: sweeps.Stage, base: ml_collections.Confi
     for index, overrides in runs:
         overrides = {**overrides, "_stage": stage.name}
         try:
-            config = sweeps.apply_overrides(base, {**overrides, **cli})
+            config = apply_overrides(base, {**overrides, **cli})
             build_model(config)  # unknown model arguments raise here, not after hours of other runs
         except (KeyError, TypeError, ValueError) as error:
             raise type(error)(f"{sweep.path} stage {stage.name!r} run {index} {sweeps.config_keys(overrides)}: "
@@ -525,9 +456,10 @@ def open_study(spec: str, workdir: str | pathlib.Path, cli_args: Sequence[str] =
     sweep = load_sweep(spec)
     base_spec = base_config or sweep.base_config
     base = load_config(base_spec)
-    cli = parse_cli_overrides(cli_args, base)
-    if x not in results.X_AXES and x not in sweeps.flatten(base):
-        raise sweeps.UnknownKeyError(f"--x {x!r} is not macs, params, resolution or a key of the config")
+    cli = parse_overrides(cli_args, base)
+    apply_overrides(base, cli)  # unknown keys fail here, before any run
+    if x not in results.X_AXES and x not in flatten(base):
+        raise UnknownKeyError(f"--x {x!r} is not macs, params, resolution or a key of the config")
     return Study(sweep, base_spec, base, list(cli_args), cli, pathlib.Path(workdir).absolute(),
                  tuple(seeds) if seeds is not None else sweep.seeds, python, x, check, log)
 
@@ -686,7 +618,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     # Runs trained here (no --emit) share this process: on the allocator launch.py's runs get (cnn_jax.allocator),
     # or XLA:CPU trains them at about half launch.py's images/s (440 vs 842 img/s, mbconv_scaling's baseline).
-    from cnn_jax import allocator
+    from cnn_jax.cli import sweep
 
-    allocator.reexec_with_tcmalloc()
-    sys.exit(main())
+    sweep()

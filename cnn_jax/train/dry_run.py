@@ -1,12 +1,13 @@
 """``dry_run(config) -> DryRunReport``: what a training run of ``config`` would use, checked without compiling.
 
-Everything comes from the trainer's own functions (``cnn_jax.train.loop``: ``build_model``, ``Schedule.resolve``,
-``batch_layout_problems``, ``state_initializer``; ``cnn_jax.train.optim``; ``cnn_jax.data``) and from shapes
-alone: the dataset's metadata (``sources.describe_dataset``: no example is read, nothing is prepared), the model's
-parameters and multiply-adds (``cnn_jax.analysis``, an abstract trace) and the train state's shapes
-(``jax.eval_shape``). Nothing is compiled or run, so a config is checked in seconds and a sweep can check every
-point before it submits one. Dataset metadata and model statistics are cached per process (:func:`clear_caches`),
-keyed by the config values they depend on: the points of a sweep trace each of their models once.
+Everything comes from the trainer's own functions (``cnn_jax.config.build_model``; ``cnn_jax.train.loop``:
+``Schedule.resolve``, ``batch_layout_problems``; ``cnn_jax.train.steps.create_train_state``;
+``cnn_jax.train.optim``; ``cnn_jax.data``) and from shapes alone: the dataset's metadata
+(``sources.describe_dataset``: no example is read, nothing is prepared), the model's parameters and multiply-adds
+(``cnn_jax.analysis``, an abstract trace) and the train state's shapes (``jax.eval_shape``). Nothing is compiled
+or run, so a config is checked in seconds and a sweep can check every point before it submits one. Dataset metadata
+and model statistics are cached per process (:func:`clear_caches`), keyed by the config values they depend on: the
+points of a sweep trace each of their models once.
 
 The memory figure is an estimate from shapes, per device: the train state (parameters, BatchNorm statistics,
 optimizer state, EMA copy), one set of gradients (two with gradient accumulation: the running sum and one
@@ -30,8 +31,9 @@ import ml_collections
 import numpy as np
 
 from cnn_jax.analysis import ModelStats, analyze
+from cnn_jax.config import build_model, image_dtype
 from cnn_jax.data import pipeline, sources
-from cnn_jax.train import loop, optim
+from cnn_jax.train import loop, optim, steps
 
 MIB = 2**20
 
@@ -156,10 +158,10 @@ def dry_run(config: ml_collections.ConfigDict, *, devices: int | None = None,
         problems.append(f"train.global_batch={train.global_batch} is larger than the {dataset.num_train} training "
                         f"examples of {data.name!r}: no full batch to train on")
     try:
-        image_dtype = loop.image_dtype(config)
+        input_dtype = image_dtype(config)
     except ValueError as error:
         problems.append(str(error))
-        image_dtype = np.dtype(np.float32)
+        input_dtype = np.dtype(np.float32)
 
     model, state = _check_model(config, dataset, problems, warnings)
     schedule = _check_schedule(config, dataset, problems)
@@ -170,7 +172,7 @@ def dry_run(config: ml_collections.ConfigDict, *, devices: int | None = None,
             problems.append(f"data.train_transform={data.train_transform!r}, "
                             f"data.eval_transform={data.eval_transform!r}, "
                             f"data.batch_transform={data.batch_transform!r}: {error}")
-    memory = None if state is None else _estimate_memory(state, model, batch, image_dtype)
+    memory = None if state is None else _estimate_memory(state, model, batch, input_dtype)
     return DryRunReport(config.model.name, dataset, batch, model, schedule, config.optimizer.name,
                         config.optimizer.schedule, config.optimizer.base_lr, memory, problems, warnings)
 
@@ -189,7 +191,7 @@ def _check_model(config: ml_collections.ConfigDict, dataset: sources.DatasetMeta
                  warnings: list[str]) -> tuple[ModelSummary | None, Any]:
     """The model's counts and the abstract train state, or None for what fails (its problem appended)."""
     try:
-        model = loop.build_model(config)
+        model = build_model(config)
     except (KeyError, TypeError, ValueError) as error:
         problems.append(f"model: {error}")  # the registry's and build_model's errors name the key and value
         return None, None
@@ -219,8 +221,8 @@ def _check_model(config: ml_collections.ConfigDict, dataset: sources.DatasetMeta
         problems.append(str(error))
         return summary, None
     # The trainer's state built on the model's variables (as from train.init_from): no second trace of the model.
-    init_state = loop.state_initializer(model, tx, config, channels)
-    state = jax.eval_shape(lambda params, batch_stats: init_state(None, params, batch_stats),
+    ema = bool(config.train.ema_decay)
+    state = jax.eval_shape(lambda params, batch_stats: steps.create_train_state(params, batch_stats, tx, ema=ema),
                            stats.variables["params"], stats.variables.get("batch_stats", {}))
     return summary, state
 
@@ -274,7 +276,7 @@ def dataset_metadata(config: ml_collections.ConfigDict) -> sources.DatasetMetada
 
 def model_statistics(config: ml_collections.ConfigDict) -> ModelStats:
     """``cnn_jax.analysis`` of the model ``config`` builds, at ``data.image_size`` on its input channels (cached)."""
-    channels = loop.build_model(config).in_channels
+    channels = build_model(config).in_channels
     return _model_stats(ml_collections.FrozenConfigDict({"model": config.model.to_dict()}), config.data.image_size,
                         channels)
 
@@ -288,7 +290,7 @@ def _describe_dataset(name: str, data_dir: str | None, manual_dir: str | None, t
 
 @functools.lru_cache(maxsize=64)
 def _model_stats(model_config: ml_collections.FrozenConfigDict, image_size: int, channels: int) -> ModelStats:
-    return analyze(loop.build_model(model_config), image_size, in_channels=channels)
+    return analyze(build_model(model_config), image_size, in_channels=channels)
 
 
 # ---------------------------------------------------------------------------------------------------------------

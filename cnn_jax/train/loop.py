@@ -22,7 +22,6 @@ import logging
 import pathlib
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 import flax.struct
@@ -30,20 +29,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
-import cnn_jax
 from cnn_jax import parallel
-from cnn_jax.config import validate
+from cnn_jax.config import CONFIG_FILE, build_model, image_dtype, validate
 from cnn_jax.data import pipeline, sources
-from cnn_jax.registry import config_overrides
 from cnn_jax.train import optim, steps
 from cnn_jax.train.checkpoint import Checkpointer, CheckpointMismatchError, abstract_with_shardings
 from cnn_jax.train.metrics import MetricWriter
-from cnn_jax.train.steps import KEEP_REMAT_OPTIONS, TrainState
-from cnn_jax.train.workdir import CONFIG_FILE, config_differences, read_saved_config, workdir_lock
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+from cnn_jax.train.steps import KEEP_REMAT_OPTIONS
+from cnn_jax.train.workdir import config_differences, read_saved_config, workdir_lock
+from cnn_jax.weights import transfer
 
 
 @flax.struct.dataclass
@@ -64,23 +59,6 @@ class Schedule:
             total = int(round(config.train.epochs * steps_per_epoch))
         eval_every = max(1, int(config.train.eval_every_epochs * steps_per_epoch))
         return cls(steps_per_epoch, total, config.optimizer.base_lr * config.train.global_batch / 256, eval_every)
-
-
-def build_model(config: ml_collections.ConfigDict):
-    """The registry model named by ``config.model`` (``name``, ``dtype`` and any other key as an override)."""
-    overrides = config_overrides(config.model)
-    dtype = config.model.get("dtype", "float32")
-    if dtype not in DTYPES:
-        raise ValueError(f"config.model.dtype={dtype!r}; expected one of {sorted(DTYPES)}")
-    # bf16 compute, float32 parameters; BatchNorm statistics and the loss are float32 (see losses.cross_entropy).
-    return cnn_jax.create_model(config.model.name, dtype=DTYPES[dtype], **overrides)
-
-
-def image_dtype(config: ml_collections.ConfigDict) -> np.dtype:
-    """The dtype images are delivered in (``config.data.dtype``; bfloat16 halves the host-to-device copy)."""
-    if config.data.dtype not in DTYPES:
-        raise ValueError(f"config.data.dtype={config.data.dtype!r}; expected one of {sorted(DTYPES)}")
-    return np.dtype(DTYPES[config.data.dtype])
 
 
 class TrainingDiverged(FloatingPointError):
@@ -176,60 +154,6 @@ def _check_batch_layout(config: ml_collections.ConfigDict) -> None:
         raise ValueError("; ".join(problems))
 
 
-def state_initializer(model, tx: optax.GradientTransformation, config: ml_collections.ConfigDict,
-                      channels: int) -> Callable[..., TrainState]:
-    """``init_state(rng, params=None, batch_stats=None) -> TrainState``: step 0, the model's variables
-    (initialised on one ``data.image_size``-square image of ``channels`` channels, unless given), the optimizer
-    state and, with ``train.ema_decay``, the EMA copy of the parameters."""
-    size = config.data.image_size
-
-    def init_state(rng, params=None, batch_stats=None):
-        if params is None:
-            variables = model.init(rng, jnp.zeros((1, size, size, channels), jnp.float32), train=False)
-            params, batch_stats = variables["params"], variables.get("batch_stats", {})
-        ema_params = params if config.train.ema_decay else {}
-        return TrainState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params), ema_params)
-
-    return init_state
-
-
-def initial_variables(params: Any, batch_stats: Any, directory: str, num_classes: int) -> tuple[Any, Any]:
-    """``params``/``batch_stats`` with every array that ``directory``'s imported weights provide in the same
-    shape (``cnn_jax.weights``); a classifier of another size keeps its fresh initialisation, with a warning."""
-    from cnn_jax import weights
-
-    loaded, meta = weights.load_variables(directory)
-    loaded_classes = meta.get("overrides", {}).get("num_classes", 1000)
-    skipped: list[str] = []
-
-    def take(tree, source, kind):
-        flat_source = {jax.tree_util.keystr(k): v for k, v in
-                       jax.tree_util.tree_flatten_with_path(source.get(kind, {}))[0]}
-
-        def pick(path, leaf):
-            name = jax.tree_util.keystr(path)
-            if name not in flat_source:
-                raise ValueError(f"train.init_from={directory}: {kind}{name} {leaf.shape} of "
-                                 f"{meta.get('model')!r} weights is missing; the weights do not fit this model")
-            value = flat_source[name]
-            if tuple(value.shape) != tuple(leaf.shape):
-                refit = (value.shape[-1], leaf.shape[-1]) == (loaded_classes, num_classes)
-                if refit and tuple(value.shape[:-1]) == tuple(leaf.shape[:-1]):
-                    skipped.append(f"{kind}{name} {tuple(value.shape)} -> {tuple(leaf.shape)}")
-                    return leaf
-                raise ValueError(f"train.init_from={directory}: {kind}{name} has shape {tuple(value.shape)}, "
-                                 f"the model expects {tuple(leaf.shape)}")
-            return jnp.asarray(value, leaf.dtype)
-
-        return jax.tree_util.tree_map_with_path(pick, tree)
-
-    params, batch_stats = take(params, loaded, "params"), take(batch_stats, loaded, "batch_stats")
-    if skipped:
-        logging.warning("init_from %s: kept the fresh initialisation of %s (another number of classes)",
-                        directory, ", ".join(skipped))
-    return params, batch_stats
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, float]:
     """Trains ``config`` in ``workdir`` (resuming from its newest checkpoint) and returns the final eval metrics.
 
@@ -304,7 +228,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     lr_fn = optim.learning_rate_schedule(config.optimizer, schedule.learning_rate, schedule.total_steps,
                                          schedule.steps_per_epoch)
     tx = optim.make_optimizer(config.optimizer, lr_fn)
-    init_state = state_initializer(model, tx, config, dataset.channels)
+    size = config.data.image_size
+    init_state = steps.state_initializer(model, tx, (1, size, size, dataset.channels),
+                                         ema=bool(config.train.ema_decay))
     # The initialiser draws one random kernel per parameter: with "rbg" keys it compiles ~2x faster than with
     # threefry (ResNet-50: 19.6 -> 10.9 s, BENCHMARKS.md), which is most of the time to the first step on CPU.
     init_key = jax.random.key(config.seed, impl="rbg")
@@ -349,8 +275,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
             return restored[1]
         state = jax.jit(init_state, out_shardings=replicated)(init_key)
         if config.train.init_from:
-            params, batch_stats = initial_variables(state.params, state.batch_stats, config.train.init_from,
-                                                  model.num_classes)
+            params, batch_stats = transfer.initial_variables(state.params, state.batch_stats,
+                                                             config.train.init_from, model.num_classes)
             state = jax.jit(init_state, out_shardings=replicated)(None, params, batch_stats)
         return state
 

@@ -85,6 +85,27 @@ class TrainState:
     ema_params: Any  # {} when config.train.ema_decay == 0
 
 
+def create_train_state(params: Any, batch_stats: Any, tx: optax.GradientTransformation, *, ema: bool = False
+                       ) -> TrainState:
+    """Step 0 of training from a model's variables: the optimizer state and, with ``ema``, the EMA copy."""
+    return TrainState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params), params if ema else {})
+
+
+def state_initializer(model, tx: optax.GradientTransformation, input_shape: tuple[int, ...], *, ema: bool = False
+                      ) -> Callable[..., TrainState]:
+    """``init_state(rng, params=None, batch_stats=None) -> TrainState``: :func:`create_train_state` on the model's
+    variables, initialised on zeros of ``input_shape`` (one NHWC batch) unless given. What the trainer, the
+    dry run and the benchmark build, concretely or with ``jax.eval_shape``."""
+
+    def init_state(rng, params=None, batch_stats=None):
+        if params is None:
+            variables = model.init(rng, jnp.zeros(input_shape, jnp.float32), train=False)
+            params, batch_stats = variables["params"], variables.get("batch_stats", {})
+        return create_train_state(params, batch_stats, tx, ema=ema)
+
+    return init_state
+
+
 def ema_decay_at(step: jax.Array, decay: float, warmup: bool) -> jax.Array:
     """The EMA decay used at ``step`` (TensorFlow's ``ExponentialMovingAverage(num_updates=step)`` with warmup)."""
     if not warmup:

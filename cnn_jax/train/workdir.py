@@ -21,8 +21,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from cnn_jax.config import CONFIG_FILE
+
 LOCK_FILE = "run.lock"
-CONFIG_FILE = "config.json"
 
 
 class WorkdirLockedError(RuntimeError):

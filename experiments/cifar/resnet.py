@@ -10,7 +10,7 @@ Recipe: batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 
 Expected test error: 8.75 / 7.51 / 7.17 / 6.97 / 6.43% (Table 6).
 """
 
-from experiments.common import base_config
+from cnn_jax.config import base_config
 
 
 def get_config(depth: str = "20"):

@@ -8,7 +8,7 @@ Recipe: SGD with Nesterov momentum 0.9, lr 0.1 at batch 128, weight decay 5e-4, 
 Expected test error: 3.89% (dropout) on CIFAR-10, 18.85% on CIFAR-100 (paper Table 6).
 """
 
-from experiments.common import base_config
+from cnn_jax.config import base_config
 
 
 def get_config(dataset: str = "cifar10"):

@@ -8,7 +8,7 @@ interpolated: the garment spans more of the network's input and its feature maps
 
 import ml_collections
 
-from experiments.common import base_config
+from cnn_jax.config import base_config
 
 
 def efficientnet_proxy_config(model: str) -> ml_collections.ConfigDict:

@@ -7,7 +7,7 @@ epochs without flips stopped at 0.912). Results with seeds: docs/results/fashion
 lists 2-conv nets at 0.916-0.939).
 """
 
-from experiments.common import base_config
+from cnn_jax.config import base_config
 
 
 def get_config():

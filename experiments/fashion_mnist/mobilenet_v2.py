@@ -9,7 +9,7 @@ Run:
 Reference point: the Fashion-MNIST README lists a MobileNet at 0.950 (with flips).
 """
 
-from experiments.common import base_config
+from cnn_jax.config import base_config
 
 
 def get_config():

@@ -7,7 +7,7 @@ flip) with a cosine schedule over 25 epochs instead of 64k steps, so a run fits 
 img/s). Results with seeds: docs/results/fashion_mnist (the Fashion-MNIST README lists ResNet-18 at 0.949).
 """
 
-from experiments.common import base_config
+from cnn_jax.config import base_config
 
 
 def get_config(model: str = "resnet20", epochs: float = 25.0):

@@ -10,7 +10,7 @@ Run:
   python launch.py --config experiments/fashion_mnist/shufflenet_v2.py:shufflenet_v2_x1_0_cifar --workdir /tmp/sn
 """
 
-from experiments.common import base_config
+from cnn_jax.config import base_config
 
 
 def get_config(model: str = "shufflenet_v2_x0_5_cifar"):

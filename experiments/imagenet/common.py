@@ -4,7 +4,7 @@ evaluation (crop fraction from the model's metadata), exact evaluation over the 
 
 import ml_collections
 
-from experiments.common import base_config
+from cnn_jax.config import base_config
 
 
 def imagenet_config(model: str, image_size: int = 224) -> ml_collections.ConfigDict:

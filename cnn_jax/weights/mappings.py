@@ -21,7 +21,7 @@ from collections.abc import Callable
 from collections.abc import Mapping as MappingType
 from typing import Any
 
-from cnn_jax.convert.sources import Source, creation_index
+from cnn_jax.weights.sources import Source, creation_index
 
 Name = str | Callable[[re.Match, "Context"], str]
 

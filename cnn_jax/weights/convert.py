@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from cnn_jax.convert import layout
-from cnn_jax.convert.mappings import Context, Mapping
-from cnn_jax.convert.sources import Source
+from cnn_jax.weights import layout
+from cnn_jax.weights.mappings import Context, Mapping
+from cnn_jax.weights.sources import Source
 
 # Array names of each kind of module, per source layout.
 SOURCE_NAMES: dict[str, dict[str, dict[str, str]]] = {
