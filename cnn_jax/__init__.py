@@ -1,7 +1,7 @@
 """cnn_jax: classic CNNs in Flax linen, faithful to their papers, trained at scale with jax.jit + sharding.
 
-The public names are imported on first use, so light submodules (``cnn_jax.allocator``, which ``launch.py`` needs
-before JAX is imported) do not pull in JAX and every model family.
+The public names are imported on first use, so light submodules (``cnn_jax.runtime.allocator``, which
+``launch.py`` needs before JAX is imported) do not pull in JAX and every model family.
 """
 
 import importlib

@@ -1,7 +1,7 @@
 """Console entry points (``pyproject.toml``): the trainer and the tools, installed as ``cnn-jax-*`` commands.
 
 The trainer and the sweep tool train in their own process, so they choose its allocator first: they re-execute
-themselves on tcmalloc when it is installed (``cnn_jax.allocator``), before JAX is imported.
+themselves on tcmalloc when it is installed (``cnn_jax.runtime.allocator``), before JAX is imported.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 
 def train() -> None:
     """``cnn-jax-train`` (``python launch.py``): ``cnn_jax.launch``."""
-    from cnn_jax import allocator
+    from cnn_jax.runtime import allocator
 
     allocator.reexec_with_tcmalloc(allocator.mode_from_argv(sys.argv))
     from cnn_jax import launch
@@ -21,7 +21,7 @@ def train() -> None:
 
 def sweep() -> None:
     """``cnn-jax-sweep`` (``python -m cnn_jax.tools.sweep``): its runs train in this process."""
-    from cnn_jax import allocator
+    from cnn_jax.runtime import allocator
 
     allocator.reexec_with_tcmalloc()
     from cnn_jax.tools import sweep as sweep_tool

@@ -26,8 +26,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cnn_jax import allocator, parallel
 from cnn_jax.config import ConfigError, load_config, parse_value, validate
+from cnn_jax.runtime import allocator, parallel
 from cnn_jax.train.checkpoint import CheckpointMismatchError, CheckpointSaveError
 from cnn_jax.train.dry_run import dry_run
 from cnn_jax.train.loop import RunPreempted, TrainingDiverged, train_and_evaluate

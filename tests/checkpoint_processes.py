@@ -25,7 +25,7 @@ jax.distributed.initialize(address, num_processes=2, process_id=process_id)
 import jax.numpy as jnp  # noqa: E402
 from orbax.checkpoint._src.metadata import array_metadata_store  # noqa: E402
 
-from cnn_jax import parallel  # noqa: E402
+from cnn_jax.runtime import parallel  # noqa: E402
 from cnn_jax.train.checkpoint import Checkpointer, CheckpointSaveError  # noqa: E402
 
 FAILING_TIMEOUT_S = 3

@@ -1,4 +1,5 @@
-"""cnn_jax.allocator: the process re-executes itself on tcmalloc (launch.py, the benchmarks), or says why not."""
+"""cnn_jax.runtime.allocator: the process re-executes itself on tcmalloc (launch.py, the benchmarks), or says why
+not."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import sys
 
 import pytest
 
-from cnn_jax import allocator
+from cnn_jax.runtime import allocator
 
-REPORT = "from cnn_jax import allocator; allocator.reexec_with_tcmalloc({mode!r}); print(allocator.active_allocator())"
+REPORT = ("from cnn_jax.runtime import allocator; allocator.reexec_with_tcmalloc({mode!r}); "
+          "print(allocator.active_allocator())")
 
 
 def _run(mode: str, **env) -> subprocess.CompletedProcess:
@@ -33,7 +35,7 @@ def test_auto_reexecutes_on_tcmalloc_once_and_system_stays():
 # the page faults of each round, after the re-exec.
 REFAULTS = """
 import ctypes, resource
-from cnn_jax import allocator
+from cnn_jax.runtime import allocator
 allocator.reexec_with_tcmalloc("tcmalloc")
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p

@@ -63,13 +63,23 @@ def test_ours_train_step_moves_parameters_and_batch_stats():
     assert all(jax.tree_util.tree_leaves(moved))
 
 
-def test_torch_peer_runs_torchvision_through_the_shim():
-    pytest.importorskip("torch")
+def test_torch_peer_trains_and_infers_torchvision_through_the_shim():
+    """The PyTorch peer does the work it is timed for: a train step moves every layer's weights (first and last
+    included) and gives the batch's logits; an eval step leaves the weights and repeats its logits exactly."""
+    torch = pytest.importorskip("torch")
     images, labels = bench._synthetic_batch(2, 32)
-    for mode in bench.MODES:
-        contender = bench.torch_peer("resnet18", mode, images, labels)  # built, and one step taken
-        assert contender.name == "torch" and contender.first_step_s > 0
-        assert bench._time_window(contender, 1) > 0
+    train = bench.torch_peer("resnet18", "train", images, labels)  # built, and one step taken
+    before, _ = train.current()
+    train.step()
+    after, logits = train.current()
+    assert train.name == "torch" and tuple(logits.shape) == (2, bench.NUM_CLASSES)
+    moved = {k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])}
+    assert {"conv1.weight", "layer4.1.conv2.weight", "fc.weight", "fc.bias"} <= moved
+    infer = bench.torch_peer("resnet18", "eval", images, labels)
+    before, first = infer.current()
+    infer.step()
+    after, second = infer.current()
+    assert torch.equal(first, second) and all(torch.equal(before[k], after[k]) for k in before)
 
 
 @pytest.mark.parametrize("name", ["resnet20", "resnet56", "wrn16_8", "preact_resnet164", "densenet_bc100_k12",

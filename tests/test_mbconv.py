@@ -26,6 +26,7 @@ from cnn_jax.models.mbconv import (
     BlockGroup,
     BlockSpec,
     InvertedResidual,
+    MBConvNet,
     build_blocks,
     decode_block_group,
     round_channels,
@@ -274,3 +275,16 @@ def test_small_image_variants_move_the_stem_stride_only(small, imagenet):
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), images)
     logits = jax.eval_shape(lambda v, x: model.apply(v, x, train=False).logits, variables, images)
     assert logits.shape == (2, 10)
+
+
+def test_the_mbconv_families_are_one_network_with_their_defaults():
+    """MobileNet v2/v3, MnasNet and EfficientNet are MBConvNet with their own stage strings and head (their exact
+    parameter counts are checked against the references in test_models.py); efficientnet_phi's multipliers come
+    from its coefficients only."""
+    for name in ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "mnasnet1_0", "efficientnet_b0",
+                 "efficientnet_phi"):
+        assert isinstance(cnn_jax.create_model(name), MBConvNet), name
+    with pytest.raises(ValueError, match=r"width_mult=2.0, depth_mult=1.0; expected 1"):
+        _params(EfficientNetPhi(width_mult=2.0))
+    with pytest.raises(ValueError, match=r"head='pooled'; expected one of"):
+        _params(MBConvNet(stages=EFFICIENTNET_B0_STAGES, head="pooled"))

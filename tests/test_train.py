@@ -314,7 +314,7 @@ def test_every_documented_config_command_builds_its_model(path, arg):
 def test_initialise_while_compiling_overlaps_the_two_and_raises_their_errors():
     import threading
 
-    from cnn_jax.train import steps
+    from cnn_jax.runtime import startup
 
     threads = {}
 
@@ -326,14 +326,14 @@ def test_initialise_while_compiling_overlaps_the_two_and_raises_their_errors():
         threads["compile"] = threading.current_thread().name
         return "compiled"
 
-    assert steps.initialise_while_compiling(init, compile_step) == ("state", "compiled")
+    assert startup.initialise_while_compiling(init, compile_step) == ("state", "compiled")
     assert threads["init"] == threading.current_thread().name and threads["compile"].startswith("compile_train_step")
 
     def broken():
         raise ValueError("no first batch")
 
     with pytest.raises(ValueError, match="no first batch"):
-        steps.initialise_while_compiling(init, broken)
+        startup.initialise_while_compiling(init, broken)
 
 
 def test_setup_pauses_the_garbage_collector_and_restores_its_state():
@@ -341,7 +341,7 @@ def test_setup_pauses_the_garbage_collector_and_restores_its_state():
     collection); afterwards it is back as it was, also after an error and when it was off to begin with."""
     import gc
 
-    from cnn_jax.train import steps
+    from cnn_jax.runtime import startup
 
     seen = {}
 
@@ -357,14 +357,14 @@ def test_setup_pauses_the_garbage_collector_and_restores_its_state():
         raise ValueError("no first batch")
 
     assert gc.isenabled()
-    steps.initialise_while_compiling(init, compile_step)
+    startup.initialise_while_compiling(init, compile_step)
     assert seen == {"init": False, "compile": False} and gc.isenabled()
     with pytest.raises(ValueError, match="no first batch"):
-        steps.initialise_while_compiling(init, broken)
+        startup.initialise_while_compiling(init, broken)
     assert gc.isenabled()
     gc.disable()
     try:
-        steps.initialise_while_compiling(init, compile_step)
+        startup.initialise_while_compiling(init, compile_step)
         assert not gc.isenabled()
     finally:
         gc.enable()

@@ -20,8 +20,8 @@ import optax
 import pytest
 
 import cnn_jax
-from cnn_jax import allocator
 from cnn_jax.config import base_config
+from cnn_jax.runtime import allocator
 from cnn_jax.train import losses, optim, steps
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.loop import train_and_evaluate

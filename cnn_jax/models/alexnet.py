@@ -25,11 +25,19 @@ import dataclasses
 from typing import Any
 
 import flax.linen as nn
-import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnn_jax.models.layers import Array, Conv, ModelOutput, Pool, adaptive_avg_pool, check_images, conv_kernel_init
+from cnn_jax.models.layers import (
+    Array,
+    ClassifierModel,
+    Conv,
+    ModelOutput,
+    Pool,
+    adaptive_avg_pool,
+    check_images,
+    conv_kernel_init,
+)
 from cnn_jax.registry import ModelInfo, register_model
 
 PAPER_ALEXNET = "Krizhevsky, Sutskever & Hinton 2012, ImageNet classification with deep convolutional neural networks"
@@ -107,7 +115,7 @@ ZFNET_LAYOUT = (
 )
 
 
-class AlexNet(nn.Module):
+class AlexNet(ClassifierModel):
     """AlexNet-style network: ``layout`` convolutions with ReLU, LRN and max-pooling, then fc6-fc7-fc8.
 
     Attributes:
@@ -124,8 +132,6 @@ class AlexNet(nn.Module):
     """
 
     layout: tuple[ConvSpec, ...] = TORCHVISION_LAYOUT
-    num_classes: int = 1000
-    in_channels: int = 3
     lrn: bool = False
     lrn_convention: str = "paper"
     pool_ceil_mode: bool = False
@@ -133,8 +139,6 @@ class AlexNet(nn.Module):
     fc_features: int = 4096
     pooled_size: int = 6
     drop_rate: float = 0.5
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
 
     def _inits(self, bias: float, conv: bool) -> dict[str, Any]:
         if self.paper_init:

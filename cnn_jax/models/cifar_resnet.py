@@ -35,7 +35,16 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnn_jax.models.layers import BN_CONVENTIONS, Array, ClassifierHead, ConvNormAct, Dtype, ModelOutput, check_images
+from cnn_jax.models.layers import (
+    BN_CONVENTIONS,
+    Array,
+    ClassifierHead,
+    ClassifierModel,
+    ConvNormAct,
+    Dtype,
+    ModelOutput,
+    check_images,
+)
 from cnn_jax.models.preact_resnet import PreActResNet, conv, drop_branch, run_stage, stage_drop_path_rates
 from cnn_jax.registry import ModelInfo, register_model, small_image_info
 
@@ -97,7 +106,7 @@ class CifarBasicBlock(nn.Module):
         return nn.relu(y + x)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(ClassifierModel):
     """3x3 conv-BN-ReLU (first stage's width), stages of ``CifarBasicBlock`` (stride 2 from stage 2 on), pool, FC.
 
     Attributes:
@@ -115,11 +124,6 @@ class CifarResNet(nn.Module):
     residual_gamma_init: float = 1.0
     drop_path_rule: str = "huang"
     scan_blocks: bool = False
-    num_classes: int = 1000
-    in_channels: int = 3
-    dtype: Dtype = None
-    param_dtype: Dtype = jnp.float32
-    drop_rate: float = 0.0
     drop_path_rate: float = 0.0
 
     def drop_path_schedule(self) -> list[list[float]]:

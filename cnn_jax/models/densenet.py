@@ -18,7 +18,7 @@ with ``memory_efficient=True`` the concatenation and the BN-ReLU-Conv(1x1) bottl
 rematerialised (``nn.remat``) in the backward pass instead of being stored, so the stored activations grow linearly,
 not quadratically, with the depth of a block. Outputs and gradients are unchanged; ``cnn_jax.tools.train_memory``
 measures the effect on the compiled train step (figures in BENCHMARKS.md). XLA:CPU's default passes merge the
-recomputation back into the forward pass; compile with ``cnn_jax.train.steps.KEEP_REMAT_OPTIONS`` there.
+recomputation back into the forward pass; compile with ``cnn_jax.runtime.startup.KEEP_REMAT_OPTIONS`` there.
 
 Dropout: ``conv_drop_rate`` is the paper's dropout after every conv except the first (Sec. 4.2, used only for the
 runs without data augmentation). torchvision's ``drop_rate`` drops only after each layer's 3x3 conv; this module
@@ -151,7 +151,7 @@ class DenseLayer(nn.Module):
         return NormActConv(self.growth_rate, 3, **conv_kw, name="conv2")((x,), None, train)
 
 
-class DenseNet(nn.Module):
+class DenseNet(layers.ClassifierModel):
     """DenseNet / DenseNet-BC; the variant is data (``block_sizes``, ``growth_rate``, ``stem``).
 
     Attributes:
@@ -179,12 +179,7 @@ class DenseNet(nn.Module):
     memory_efficient: bool = False
     share_norm_statistics: bool = True
     conv_drop_rate: float = 0.0
-    num_classes: int = 1000
-    in_channels: int = 3
-    drop_rate: float = 0.0
     norm_convention: str = "pytorch"
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images: Array, *, train: bool) -> layers.ModelOutput:

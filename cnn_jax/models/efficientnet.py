@@ -29,17 +29,9 @@ fan-out, so a kxk depthwise kernel has std sqrt(2 / k^2): the TF builder's ``con
 ``_init_weight_goog``) or 'pytorch' (torchvision's ``kaiming_normal_(mode="fan_out")``, which ignores the groups:
 std sqrt(2 / (k^2 C)) for C channels).
 
-Why the init convention matters (measured on the Fashion-MNIST proxy at 32 px, tests/test_efficientnet_bn.py):
-BatchNorm's running variance starts at 1 and after t updates still holds ``decay^t`` of it (0.9^40 = 0.015).
-Under 'pytorch' the depthwise convs of the deep stages output variances of ~2e-5 at init (C = 576-1152 channels,
-and on the 1x1 maps of a 32 px input only the centre tap sees data), so after 40 steps their running variances are
-~700x the true ones, each such BN shrinks its eval-mode output ~26x, the shrinking compounds over the blocks and
-eval-mode top-1 is chance (0.10 vs 0.27 in train mode, width 0.5, batch 64). Under 'tf' those variances are
-0.02-0.6 and the remainder matters ~100x less (eval 0.14 vs train 0.23 at 40 steps; with the running statistics
-re-estimated, 0.22). Either way the effect is the BatchNorm remainder, not the statistics plumbing: after 150
-steps (0.9^150 = 1e-7) both conventions evaluate like they train (eval top-1 0.65 'tf', 0.71 'pytorch', one
-seed each, phi = 1 at 37 px, batch 64). These figures were measured when the proxy zero-padded the 28x28 images
-to the input size; it now resizes them (the argument is about BatchNorm's remainder, which does not depend on it).
+Why the init convention matters on short runs (under 'pytorch' the deep depthwise convs start with tiny output
+variances, and BatchNorm's running variance keeps ``decay^t`` of its initial 1 for the first steps, so eval mode is
+chance for a while): measured in BENCHMARKS.md ("EfficientNet's init convention on the proxy task").
 """
 
 from __future__ import annotations
@@ -48,11 +40,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-import flax.linen as nn
-import jax.numpy as jnp
-
-from cnn_jax.models import layers
-from cnn_jax.models.mbconv import ACTIVATIONS, StageDef, apply_blocks, build_blocks, round_channels
+from cnn_jax.models.mbconv import MBConvNet, StageDef
 from cnn_jax.registry import ModelInfo, register_model, small_image_info
 
 # Table 1 (B0) after the 32-channel stem; MBConv1 is an ``e1`` group (no expansion conv).
@@ -109,67 +97,24 @@ def efficientnet_phi_resolution(phi: float, gamma: float = 1.15) -> int:
     return math.floor(BASE_RESOLUTION * gamma**phi + 0.5)
 
 
-class _EfficientNetBody(nn.Module):
-    """Stem -> MBConv stages -> 1x1 conv -> pool -> dropout -> FC, for the multipliers ``scaling()`` returns."""
-
-    num_classes: int = 1000
-    in_channels: int = 3
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    drop_rate: float = 0.2
-    drop_path_rate: float = 0.0
-    drop_path_rule: str = "efficientnet"
-    stages: tuple[StageDef, ...] = EFFICIENTNET_B0_STAGES
-    stem_channels: int = 32
-    stem_strides: int = 2
-    head_channels: int = 1280
-    act: str = "swish"
-    se_rule: str = "input"
-    padding: str = "symmetric"
-    norm_convention: str = "tf"
-    init_convention: str = "tf"
-
-    def scaling(self) -> tuple[float, float]:
-        """(width multiplier, depth multiplier)."""
-        raise NotImplementedError
-
-    @nn.compact
-    def __call__(self, images: jnp.ndarray, *, train: bool) -> layers.ModelOutput:
-        layers.check_images(images, self.in_channels, type(self).__name__)
-        width, depth = self.scaling()
-        conv = dict(padding=self.padding, norm_convention=self.norm_convention, init_convention=self.init_convention,
-                    dtype=self.dtype, param_dtype=self.param_dtype)
-        act = ACTIVATIONS[self.act]
-        stem = round_channels(self.stem_channels, width)
-        x = layers.ConvNormAct(stem, 3, strides=self.stem_strides, act=act, name="stem", **conv)(images, train=train)
-        stages = build_blocks(self.stages, stem, act=self.act, width_mult=width, depth_mult=depth,
-                              se_rule=self.se_rule)
-        x = apply_blocks(x, stages, train=train, drop_path_rate=self.drop_path_rate,
-                         drop_path_rule=self.drop_path_rule, se_act=act, se_gate=nn.sigmoid, **conv)
-        x = layers.ConvNormAct(round_channels(self.head_channels, width), 1, act=act, name="head_conv", **conv)(
-            x, train=train)
-        logits = layers.ClassifierHead(self.num_classes, self.drop_rate, dtype=self.dtype,
-                                       param_dtype=self.param_dtype, name="head")(x, train=train)
-        return layers.ModelOutput(logits)
-
-
-class EfficientNet(_EfficientNetBody):
-    """Any EfficientNet by explicit multipliers: ``EfficientNet(width_mult=1.4, depth_mult=1.8)`` is B4's body.
+class EfficientNet(MBConvNet):
+    """Any EfficientNet by explicit multipliers: ``EfficientNet(width_mult=1.4, depth_mult=1.8)`` is B4's body:
+    stem -> MBConv stages (Table 1) -> 1x1 conv -> pool -> dropout -> FC.
 
     The network is fully convolutional; the resolution is the input size (``EFFICIENTNET_PARAMS`` and the registry
     hold the published one per variant).
     """
 
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
+    stages: tuple[StageDef, ...] = EFFICIENTNET_B0_STAGES
+    act: str = "swish"
+    norm_convention: str = "tf"
+    init_convention: str = "tf"
 
-    def scaling(self) -> tuple[float, float]:
-        return self.width_mult, self.depth_mult
 
-
-class EfficientNetPhi(_EfficientNetBody):
+class EfficientNetPhi(EfficientNet):
     """EfficientNet scaled from B0 by :func:`compound_scale` (``phi``, ``alpha``, ``beta``, ``gamma``); feed it
-    ``efficientnet_phi_resolution(phi, gamma)`` images."""
+    ``efficientnet_phi_resolution(phi, gamma)`` images. ``width_mult`` / ``depth_mult`` stay 1: the coefficients
+    set them."""
 
     phi: float = 1.0
     alpha: float = 1.2
@@ -177,6 +122,9 @@ class EfficientNetPhi(_EfficientNetBody):
     gamma: float = 1.15
 
     def scaling(self) -> tuple[float, float]:
+        if (self.width_mult, self.depth_mult) != (1.0, 1.0):
+            raise ValueError(f"EfficientNetPhi: width_mult={self.width_mult}, depth_mult={self.depth_mult}; "
+                             "expected 1 (phi, alpha, beta and gamma give the multipliers)")
         scale = compound_scale(self.phi, self.alpha, self.beta, self.gamma)
         return scale.width, scale.depth
 

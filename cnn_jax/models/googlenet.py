@@ -34,7 +34,15 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax.models.alexnet import LRN_CONVENTIONS, LocalResponseNorm
-from cnn_jax.models.layers import ClassifierHead, ConvNormAct, ModelOutput, Pool, adaptive_avg_pool, check_images
+from cnn_jax.models.layers import (
+    ClassifierHead,
+    ClassifierModel,
+    ConvNormAct,
+    ModelOutput,
+    Pool,
+    adaptive_avg_pool,
+    check_images,
+)
 from cnn_jax.registry import ModelInfo, register_model
 
 Array = jax.Array
@@ -162,7 +170,7 @@ class AuxClassifier(nn.Module):
         return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype, name="fc2")(x)
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(ClassifierModel):
     """GoogLeNet (Table 1) with optional Sec. 5 auxiliary classifiers, in the paper's or torchvision's layout.
 
     Attributes:
@@ -173,10 +181,6 @@ class GoogLeNet(nn.Module):
       aux_drop_rate: dropout in the auxiliary heads (paper 0.7).
     """
 
-    num_classes: int = 1000
-    in_channels: int = 3
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
     drop_rate: float = 0.4
     aux_drop_rate: float = 0.7
     aux_logits: bool = True

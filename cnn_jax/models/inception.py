@@ -355,7 +355,7 @@ class InceptionV3Aux(nn.Module):
         return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype, name="fc")(x)
 
 
-class InceptionV3(nn.Module):
+class InceptionV3(layers.ClassifierModel):
     """Inception v3 (Table 1, TF-slim / torchvision layout) with an optional auxiliary classifier.
 
     Attributes:
@@ -364,10 +364,6 @@ class InceptionV3(nn.Module):
       count_include_pad: whether the modules' 3x3 average pools count zero padding (torchvision: True).
     """
 
-    num_classes: int = 1000
-    in_channels: int = 3
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
     drop_rate: float = 0.5
     aux_logits: bool = True
     count_include_pad: bool = True
@@ -389,7 +385,7 @@ class InceptionV3(nn.Module):
         return ModelOutput(logits=logits, aux_logits=aux)
 
 
-class InceptionV4(nn.Module):
+class InceptionV4(layers.ClassifierModel):
     """Inception-v4 (Fig. 9).
 
     Attributes:
@@ -398,10 +394,6 @@ class InceptionV4(nn.Module):
         ``inception_a`` ...); False gives one module each (``inception_a_0`` ...).
     """
 
-    num_classes: int = 1000
-    in_channels: int = 3
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
     drop_rate: float = 0.2
     count_include_pad: bool = False
     scan_blocks: bool = False
@@ -422,7 +414,7 @@ class InceptionV4(nn.Module):
         return ModelOutput(logits=logits)
 
 
-class InceptionResNetV2(nn.Module):
+class InceptionResNetV2(layers.ClassifierModel):
     """Inception-ResNet-v2 (TF-slim / timm layout; see the module docstring).
 
     Attributes:
@@ -434,10 +426,6 @@ class InceptionResNetV2(nn.Module):
         ``inception_resnet_a`` ...); False gives one module each (``inception_resnet_a_0`` ...).
     """
 
-    num_classes: int = 1000
-    in_channels: int = 3
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
     drop_rate: float = 0.2
     drop_path_rate: float = 0.0
     drop_path_rule: str = "linspace"

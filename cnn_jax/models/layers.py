@@ -56,6 +56,17 @@ class ModelOutput:
     aux_logits: dict[str, Array] = flax.struct.field(default_factory=dict)
 
 
+class ClassifierModel(nn.Module):
+    """The fields every registered model has (STYLE.md "one model contract"; ``registry.REQUIRED_FIELDS``): the
+    model classes derive from this and override a default where their paper's differs (``drop_rate``)."""
+
+    num_classes: int = 1000
+    in_channels: int = 3
+    dtype: Dtype = None
+    param_dtype: Dtype = jnp.float32
+    drop_rate: float = 0.0
+
+
 def check_images(images: Array, in_channels: int, model: str) -> None:
     """Raises a ValueError unless ``images`` is a non-empty NHWC batch with ``in_channels`` channels."""
     shape = tuple(images.shape)

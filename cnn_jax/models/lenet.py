@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax.models.layers import Activation, Array, Conv, Dtype, ModelOutput, Pool, check_images
+from cnn_jax.models.layers import Activation, Array, ClassifierModel, Conv, Dtype, ModelOutput, Pool, check_images
 from cnn_jax.registry import ModelInfo, register_model
 
 PAPER = "LeCun, Bottou, Bengio & Haffner 1998, Gradient-based learning applied to document recognition, Proc. IEEE"
@@ -152,7 +152,7 @@ class EuclideanRBF(nn.Module):
         return -distances
 
 
-class LeNet5(nn.Module):
+class LeNet5(ClassifierModel):
     """LeNet-5 (see the module docstring for the two forms and their parameter counts).
 
     Attributes:
@@ -164,16 +164,12 @@ class LeNet5(nn.Module):
       drop_rate: dropout before the output layer (the paper has none).
     """
 
-    num_classes: int = 1000
     in_channels: int = 1
     activation: str = "relu"
     subsampling: str = "max"
     c3_table: tuple[tuple[int, ...], ...] | None = None
     output: str = "dense"
     conv1_padding: int = 0
-    drop_rate: float = 0.0
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
 
     def _layer_options(self) -> dict[str, Any]:
         return {"dtype": self.dtype, "param_dtype": self.param_dtype}

@@ -1,5 +1,5 @@
-"""The inverted-residual (MBConv) block and the stage-string builder shared by MobileNet v1/v2/v3, MnasNet and
-EfficientNet.
+"""The inverted-residual (MBConv) block, the stage-string builder and :class:`MBConvNet`, the network of MobileNet
+v2/v3, MnasNet and EfficientNet (each family is MBConvNet with its defaults; MobileNet v1 uses the builder alone).
 
 Architectures are data: a network body is a tuple of *stages*, each a block-group string (or a tuple of them when a
 stage mixes block shapes, as MobileNet v3's does), decoded by :func:`decode_block_group` and expanded into one
@@ -251,3 +251,78 @@ def apply_blocks(
             x = InvertedResidual(spec, drop_path_rate=next(rates), name=f"stage{s}_block{b}", **block_kwargs)(
                 x, train=train)
     return x
+
+
+# The squeeze-and-excitation gates the MBConv families use.
+GATES: dict[str, layers.Activation] = {"sigmoid": nn.sigmoid, "hard_sigmoid": layers.hard_sigmoid}
+
+# Width of the 1x1 conv after the last stage, (head_channels, width multiplier, last stage's width) -> channels.
+HEAD_WIDTH_RULES: dict[str, Callable[[int, float, int], int]] = {
+    "scaled": lambda head, width, last: round_channels(head, width),  # EfficientNet
+    "not_below": lambda head, width, last: round_channels(head, max(1.0, width)),  # MobileNet v2 (Sec. 4)
+    "fixed": lambda head, width, last: head,  # MnasNet: 1280 at every depth multiplier
+    "last_x6": lambda head, width, last: 6 * last,  # MobileNet v3 (Fig. 5): 6x the last stage's width
+}
+HEADS = ("conv", "conv_fc")
+
+
+class MBConvNet(layers.ClassifierModel):
+    """The network every MBConv family is: 3x3 stem -> the stages of :func:`build_blocks` -> head.
+
+    The families (MobileNet v2 and v3, MnasNet, EfficientNet) are this class with their own defaults: stage
+    strings, activation, squeeze-and-excitation form and head. ``head``: ``conv`` is a 1x1 conv (``head_channels``
+    under ``head_width_rule``) -> pool -> dropout -> FC; ``conv_fc`` adds, after the pool, an FC of
+    ``pre_logits_channels`` (x the width multiplier) with the activation (MobileNet v3's "efficient last stage").
+    ``se_act`` is the squeeze-and-excitation activation (None: the network's), ``se_gate`` its gate (``GATES``).
+    Width and depth multipliers come from :meth:`scaling` (``width_mult``, ``depth_mult`` here).
+    """
+
+    drop_rate: float = 0.2
+    drop_path_rate: float = 0.0
+    drop_path_rule: str = "efficientnet"
+    width_mult: float = 1.0
+    depth_mult: float = 1.0
+    stages: tuple[StageDef, ...] = ()
+    stem_channels: int = 32
+    stem_strides: int = 2
+    act: str = "relu6"
+    se_rule: str = "input"
+    se_act: str | None = None
+    se_gate: str = "sigmoid"
+    head: str = "conv"
+    head_channels: int = 1280
+    head_width_rule: str = "scaled"
+    pre_logits_channels: int = 1280
+    padding: str = "symmetric"
+    norm_convention: str = "pytorch"
+    init_convention: str = "pytorch"
+
+    def scaling(self) -> tuple[float, float]:
+        """(width multiplier, depth multiplier)."""
+        return self.width_mult, self.depth_mult
+
+    @nn.compact
+    def __call__(self, images: Array, *, train: bool) -> layers.ModelOutput:
+        layers.check_images(images, self.in_channels, type(self).__name__)
+        if self.head not in HEADS:
+            raise ValueError(f"{type(self).__name__}: head={self.head!r}; expected one of {HEADS}")
+        width, depth = self.scaling()
+        conv = dict(padding=self.padding, norm_convention=self.norm_convention, init_convention=self.init_convention,
+                    dtype=self.dtype, param_dtype=self.param_dtype)
+        act = ACTIVATIONS[self.act]
+        stem = round_channels(self.stem_channels, width)
+        x = layers.ConvNormAct(stem, 3, strides=self.stem_strides, act=act, name="stem", **conv)(images, train=train)
+        stages = build_blocks(self.stages, stem, act=self.act, width_mult=width, depth_mult=depth,
+                              se_rule=self.se_rule)
+        se_act = act if self.se_act is None else ACTIVATIONS[self.se_act]
+        x = apply_blocks(x, stages, train=train, drop_path_rate=self.drop_path_rate,
+                         drop_path_rule=self.drop_path_rule, se_act=se_act, se_gate=GATES[self.se_gate], **conv)
+        head = HEAD_WIDTH_RULES[self.head_width_rule](self.head_channels, width, stages[-1][-1].out_channels)
+        x = layers.ConvNormAct(head, 1, act=act, name="head_conv", **conv)(x, train=train)
+        if self.head == "conv_fc":
+            x = jnp.mean(x, axis=(1, 2))
+            pre_logits = round_channels(self.pre_logits_channels, width)
+            x = act(nn.Dense(pre_logits, dtype=self.dtype, param_dtype=self.param_dtype, name="pre_logits")(x))
+        logits = layers.ClassifierHead(self.num_classes, self.drop_rate, dtype=self.dtype,
+                                       param_dtype=self.param_dtype, name="head")(x, train=train)
+        return layers.ModelOutput(logits)

@@ -16,13 +16,7 @@ with PyTorch's eps 1e-5 (running statistics only, parameter counts are the same)
 
 from __future__ import annotations
 
-from typing import Any
-
-import flax.linen as nn
-import jax.numpy as jnp
-
-from cnn_jax.models import layers
-from cnn_jax.models.mbconv import ACTIVATIONS, StageDef, apply_blocks, build_blocks, round_channels
+from cnn_jax.models.mbconv import MBConvNet, StageDef
 from cnn_jax.registry import ModelInfo, register_model
 
 # mnasnet_b1 block strings of the official code, after the 32-channel stem.
@@ -37,39 +31,14 @@ MNASNET_B1_STAGES: tuple[StageDef, ...] = (
 )
 
 
-class MnasNet(nn.Module):
+class MnasNet(MBConvNet):
     """MnasNet-B1 (see the module docstring)."""
 
-    num_classes: int = 1000
-    in_channels: int = 3
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    drop_rate: float = 0.2
-    drop_path_rate: float = 0.0
-    drop_path_rule: str = "efficientnet"
-    width_mult: float = 1.0
     stages: tuple[StageDef, ...] = MNASNET_B1_STAGES
-    stem_channels: int = 32
-    head_channels: int = 1280
     act: str = "relu"
-    padding: str = "symmetric"
+    se_act: str | None = "relu"
+    head_width_rule: str = "fixed"
     norm_convention: str = "tf"
-
-    @nn.compact
-    def __call__(self, images: jnp.ndarray, *, train: bool) -> layers.ModelOutput:
-        layers.check_images(images, self.in_channels, "MnasNet")
-        conv = dict(padding=self.padding, norm_convention=self.norm_convention, dtype=self.dtype,
-                    param_dtype=self.param_dtype)
-        act = ACTIVATIONS[self.act]
-        stem = round_channels(self.stem_channels, self.width_mult)
-        x = layers.ConvNormAct(stem, 3, strides=2, act=act, name="stem", **conv)(images, train=train)
-        stages = build_blocks(self.stages, stem, act=self.act, width_mult=self.width_mult)
-        x = apply_blocks(x, stages, train=train, drop_path_rate=self.drop_path_rate,
-                         drop_path_rule=self.drop_path_rule, **conv)
-        x = layers.ConvNormAct(self.head_channels, 1, act=act, name="head_conv", **conv)(x, train=train)
-        logits = layers.ClassifierHead(self.num_classes, self.drop_rate, dtype=self.dtype,
-                                       param_dtype=self.param_dtype, name="head")(x, train=train)
-        return layers.ModelOutput(logits)
 
 
 for _name, _alpha in (("mnasnet0_5", 0.5), ("mnasnet1_0", 1.0)):

@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnn_jax.models import layers
-from cnn_jax.models.mbconv import ACTIVATIONS, StageDef, apply_blocks, build_blocks, round_channels
+from cnn_jax.models.mbconv import ACTIVATIONS, MBConvNet, StageDef, apply_blocks, build_blocks, round_channels
 from cnn_jax.registry import ModelInfo, register_model, small_image_info
 
 # v1 Table 1 after the stem: (depthwise 3x3 -> 1x1) x 13.
@@ -71,7 +71,7 @@ def _conv_kwargs(module: Any) -> dict[str, Any]:
                 param_dtype=module.param_dtype)
 
 
-class MobileNetV1(nn.Module):
+class MobileNetV1(layers.ClassifierModel):
     """MobileNet v1: 3x3 stem (stride 2) -> 13 depthwise-separable convs -> global pool -> FC.
 
     ``width_mult`` is the paper's alpha (0.25/0.5/0.75/1.0), applied to every layer with multiple-of-8 rounding.
@@ -79,10 +79,6 @@ class MobileNetV1(nn.Module):
     ``dropout_keep_prob=0.999`` (the authors' release; the paper gives none).
     """
 
-    num_classes: int = 1000
-    in_channels: int = 3
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
     drop_rate: float = 0.001
     width_mult: float = 1.0
     stages: tuple[StageDef, ...] = MOBILENET_V1_STAGES
@@ -104,86 +100,34 @@ class MobileNetV1(nn.Module):
         return layers.ModelOutput(logits)
 
 
-class MobileNetV2(nn.Module):
-    """MobileNet v2: 3x3 stem -> 17 inverted residuals (Table 2) -> 1x1 conv to 1280 -> pool -> dropout -> FC.
+class MobileNetV2(MBConvNet):
+    """MobileNet v2: 3x3 stem -> 17 inverted residuals (Table 2) -> 1x1 conv to 1280 (never thinned below it,
+    Sec. 4) -> pool -> dropout -> FC.
 
     Stochastic depth (``drop_path_rate``, off by default as in the paper) follows ``drop_path_rule``.
     ``stem_strides`` 1 with a stage table whose strides are adapted is the small-image variant
     (``mobilenet_v2_cifar``).
     """
 
-    num_classes: int = 1000
-    in_channels: int = 3
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    drop_rate: float = 0.2
-    drop_path_rate: float = 0.0
-    drop_path_rule: str = "efficientnet"
-    width_mult: float = 1.0
     stages: tuple[StageDef, ...] = MOBILENET_V2_STAGES
-    stem_channels: int = 32
-    stem_strides: int = 2
-    head_channels: int = 1280
     act: str = "relu6"
-    padding: str = "symmetric"
-    norm_convention: str = "pytorch"
-
-    @nn.compact
-    def __call__(self, images: jnp.ndarray, *, train: bool) -> layers.ModelOutput:
-        layers.check_images(images, self.in_channels, "MobileNetV2")
-        act = ACTIVATIONS[self.act]
-        stem = round_channels(self.stem_channels, self.width_mult)
-        x = layers.ConvNormAct(stem, 3, strides=self.stem_strides, act=act, name="stem", **_conv_kwargs(self))(
-            images, train=train)
-        stages = build_blocks(self.stages, stem, act=self.act, width_mult=self.width_mult)
-        x = apply_blocks(x, stages, train=train, drop_path_rate=self.drop_path_rate,
-                         drop_path_rule=self.drop_path_rule, **_conv_kwargs(self))
-        # Sec. 4 / torchvision: the last conv is never thinned below 1280 channels.
-        head = round_channels(self.head_channels, max(1.0, self.width_mult))
-        x = layers.ConvNormAct(head, 1, act=act, name="head_conv", **_conv_kwargs(self))(x, train=train)
-        logits = layers.ClassifierHead(self.num_classes, self.drop_rate, dtype=self.dtype,
-                                       param_dtype=self.param_dtype, name="head")(x, train=train)
-        return layers.ModelOutput(logits)
+    se_act: str | None = "relu"
+    head_width_rule: str = "not_below"
 
 
-class MobileNetV3(nn.Module):
+class MobileNetV3(MBConvNet):
     """MobileNet v3 Large/Small: 3x3 stem (16, h-swish) -> bneck blocks -> 1x1 conv (6x last width) -> pool ->
     FC ``pre_logits_channels`` + h-swish -> dropout -> FC (Fig. 5 "efficient last stage")."""
 
-    num_classes: int = 1000
-    in_channels: int = 3
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    drop_rate: float = 0.2
-    drop_path_rate: float = 0.0
-    drop_path_rule: str = "efficientnet"
-    width_mult: float = 1.0
     stages: tuple[StageDef, ...] = MOBILENET_V3_LARGE_STAGES
     stem_channels: int = 16
-    pre_logits_channels: int = 1280
     act: str = "hswish"
     se_rule: str = "expanded"
-    padding: str = "symmetric"
+    se_act: str | None = "relu"
+    se_gate: str = "hard_sigmoid"
+    head: str = "conv_fc"
+    head_width_rule: str = "last_x6"
     norm_convention: str = "tf"
-
-    @nn.compact
-    def __call__(self, images: jnp.ndarray, *, train: bool) -> layers.ModelOutput:
-        layers.check_images(images, self.in_channels, "MobileNetV3")
-        act = ACTIVATIONS[self.act]
-        stem = round_channels(self.stem_channels, self.width_mult)
-        x = layers.ConvNormAct(stem, 3, strides=2, act=act, name="stem", **_conv_kwargs(self))(images, train=train)
-        stages = build_blocks(self.stages, stem, act=self.act, width_mult=self.width_mult, se_rule=self.se_rule)
-        x = apply_blocks(x, stages, train=train, drop_path_rate=self.drop_path_rate,
-                         drop_path_rule=self.drop_path_rule, se_act=nn.relu, se_gate=layers.hard_sigmoid,
-                         **_conv_kwargs(self))
-        x = layers.ConvNormAct(6 * stages[-1][-1].out_channels, 1, act=act, name="head_conv",
-                               **_conv_kwargs(self))(x, train=train)
-        x = jnp.mean(x, axis=(1, 2))
-        pre_logits = round_channels(self.pre_logits_channels, self.width_mult)
-        x = act(nn.Dense(pre_logits, dtype=self.dtype, param_dtype=self.param_dtype, name="pre_logits")(x))
-        logits = layers.ClassifierHead(self.num_classes, self.drop_rate, dtype=self.dtype,
-                                       param_dtype=self.param_dtype, name="head")(x, train=train)
-        return layers.ModelOutput(logits)
 
 
 _V1_INFO = dict(

@@ -17,12 +17,10 @@ Caffe layer names ``conv4-1024``, ``cccp7-1024``, ``cccp8-1024`` are ``conv4``, 
 
 from __future__ import annotations
 
-from typing import Any
-
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnn_jax.models.layers import Array, Conv, ModelOutput, Pool, check_images, conv_kernel_init
+from cnn_jax.models.layers import Array, ClassifierModel, Conv, ModelOutput, Pool, check_images, conv_kernel_init
 from cnn_jax.registry import ModelInfo, register_model
 
 PAPER = "Lin, Chen & Yan 2013, Network in network, arXiv:1312.4400"
@@ -37,7 +35,7 @@ IMAGENET_BLOCKS: tuple[tuple[int, int, int, int], ...] = (
 )
 
 
-class NiN(nn.Module):
+class NiN(ClassifierModel):
     """Network in Network: mlpconv blocks separated by max-pools, dropout before the last block, global average
     pooling of per-class maps as the classifier.
 
@@ -47,11 +45,7 @@ class NiN(nn.Module):
     """
 
     blocks: tuple[tuple[int, int, int, int], ...] = IMAGENET_BLOCKS
-    num_classes: int = 1000
-    in_channels: int = 3
     drop_rate: float = 0.5
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images: Array, *, train: bool) -> ModelOutput:

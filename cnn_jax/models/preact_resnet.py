@@ -177,7 +177,7 @@ STEMS: dict[str, tuple[int, int, int, bool]] = {
 }
 
 
-class PreActResNet(nn.Module):
+class PreActResNet(layers.ClassifierModel):
     """Stem, stages of pre-activation units (stride 2 from the second stage on), final BN-ReLU, head.
 
     Attributes:
@@ -197,11 +197,6 @@ class PreActResNet(nn.Module):
     block_dropout: float = 0.0
     drop_path_rule: str = "linspace"
     scan_blocks: bool = False
-    num_classes: int = 1000
-    in_channels: int = 3
-    dtype: Dtype = None
-    param_dtype: Dtype = jnp.float32
-    drop_rate: float = 0.0
     drop_path_rate: float = 0.0
 
     def drop_path_schedule(self) -> list[list[float]]:

@@ -34,6 +34,7 @@ from cnn_jax.models.blocks import BasicBlock, Bottleneck, ResidualBlock
 from cnn_jax.models.layers import (
     Array,
     ClassifierHead,
+    ClassifierModel,
     ConvNormAct,
     Dtype,
     ModelOutput,
@@ -70,7 +71,7 @@ class Stem(nn.Module):
         return Pool("max", 3, 2, padding=1, name="pool")(x)
 
 
-class ResNet(nn.Module):
+class ResNet(ClassifierModel):
     """The ResNet stage builder: stem, four stages of ``block`` (the first block of stages 2-4 strided), head.
 
     Attributes:
@@ -101,11 +102,6 @@ class ResNet(nn.Module):
     stride_in_1x1: bool = False
     zero_init_residual: bool = False
     drop_path_rule: str = "huang"
-    num_classes: int = 1000
-    in_channels: int = 3
-    dtype: Dtype = None
-    param_dtype: Dtype = jnp.float32
-    drop_rate: float = 0.0
     drop_path_rate: float = 0.0
 
     def block_options(self) -> dict[str, Any]:

@@ -114,7 +114,7 @@ V1_STAGE_WIDTHS: dict[int, tuple[int, int, int]] = {
 }
 
 
-class ShuffleNetV1(nn.Module):
+class ShuffleNetV1(layers.ClassifierModel):
     """ShuffleNet v1 (Table 1).
 
     Attributes:
@@ -129,13 +129,8 @@ class ShuffleNetV1(nn.Module):
     scale: float = 1.0
     stem_features: int | None = None
     stage_repeats: Sequence[int] = (4, 8, 4)
-    num_classes: int = 1000
-    in_channels: int = 3
-    drop_rate: float = 0.0
     drop_path_rate: float = 0.0
     norm_convention: str = "pytorch"
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images: Array, *, train: bool) -> layers.ModelOutput:
@@ -211,7 +206,7 @@ class ShuffleUnitV2(nn.Module):
         return channel_shuffle(jnp.concatenate([left, right], axis=-1), 2)
 
 
-class ShuffleNetV2(nn.Module):
+class ShuffleNetV2(layers.ClassifierModel):
     """ShuffleNet v2 (Table 5).
 
     Attributes:
@@ -229,12 +224,7 @@ class ShuffleNetV2(nn.Module):
     stem_strides: int = 2
     stem_pool: bool = True
     stage_repeats: Sequence[int] = (4, 8, 4)
-    num_classes: int = 1000
-    in_channels: int = 3
-    drop_rate: float = 0.0
     norm_convention: str = "pytorch"
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images: Array, *, train: bool) -> layers.ModelOutput:

@@ -11,12 +11,18 @@ the conv biases. Layer names follow the paper's Caffe release (``conv1_1`` ... `
 
 from __future__ import annotations
 
-from typing import Any
-
 import flax.linen as nn
-import jax.numpy as jnp
 
-from cnn_jax.models.layers import Array, Conv, ModelOutput, Pool, adaptive_avg_pool, batch_norm, check_images
+from cnn_jax.models.layers import (
+    Array,
+    ClassifierModel,
+    Conv,
+    ModelOutput,
+    Pool,
+    adaptive_avg_pool,
+    batch_norm,
+    check_images,
+)
 from cnn_jax.registry import ModelInfo, register_model
 
 PAPER = "Simonyan & Zisserman 2014, Very deep convolutional networks for large-scale image recognition, arXiv:1409.1556"
@@ -34,7 +40,7 @@ _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 _fc_init = nn.initializers.normal(0.01)
 
 
-class VGG(nn.Module):
+class VGG(ClassifierModel):
     """VGG network.
 
     Attributes:
@@ -46,14 +52,10 @@ class VGG(nn.Module):
     """
 
     stages: tuple[tuple[int, int], ...] = CONFIGS["D"]
-    num_classes: int = 1000
-    in_channels: int = 3
     batch_norm: bool = False
     fc_features: int = 4096
     pooled_size: int = 7
     drop_rate: float = 0.5
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images: Array, *, train: bool) -> ModelOutput:

@@ -1,61 +1,17 @@
-"""Train-step and inference throughput of our models against peer frameworks, measured in one process.
-
-::
+"""Train-step and inference throughput of our models against peer frameworks (Keras 3 on JAX, PyTorch eager),
+measured in one process on the same synthetic batch::
 
     python -m cnn_jax.tools.bench --model resnet50 --batch 32 --resolution 224 [--dtype bfloat16] \
         [--peers keras,torch] [--mode train,infer] [--windows 5 --steps 1] [--plain] [--variant NAME:K=V,...]
 
-Contenders, all on the same batch of synthetic images and labels:
-
-- ``ours``: the trainer's own step (``cnn_jax.train.steps.make_train_step`` on the model, optimiser and state of
-  ``cnn_jax.train.loop``: forward in train mode, cross-entropy, gradients, optax SGD with momentum 0.9 and masked
-  weight decay 1e-4, BatchNorm statistics, metrics), jitted with the state donated and the trainer's CPU compiler
-  options, as ``train_and_evaluate`` builds it (minus the one-device shardings); inference is the jitted eval-mode
-  forward.
-- ``keras``: the same architecture from ``keras.applications`` (Keras 3 on the JAX backend, ``weights=None``),
-  compiled with ``SGD(momentum=0.9, weight_decay=1e-4)`` and sparse cross-entropy on logits; the step is Keras's
-  own ``Model.train_step`` jitted with the state donated, as ``Model.make_train_function`` does inside ``fit``.
-  Inference: the jitted ``stateless_call`` in eval mode (Keras's ``predict_step``).
-- ``torch``: the same architecture from torchvision, PyTorch eager on CPU (oneDNN convolutions), SGD with
-  momentum and weight decay; inference under ``torch.inference_mode``. The CIFAR-scale networks, which torchvision
-  lacks (``resnet20``, ``resnet56``, ``wrn16_8``, ``preact_resnet164``, ``densenet_bc100_k12``, ``lenet5``), run as
-  the twins of :mod:`cnn_jax.tools.torch_twins` (parameter counts asserted equal to ours) in ``channels_last``,
-  with 10 classes and the model's input channels (``--resolution 32``). torchvision's PyPI wheel is a CUDA build
-  whose C++ operators do not load next to the CPU torch, so :func:`import_torchvision` first declares the schemas
-  of the two operators its Python code registers kernels for (``torchvision::nms``, ``torchvision::qnms``).
-- ``--plain`` adds ``ours-plain``: our model without the XLA:CPU convolution/pooling rewrites of
-  :mod:`cnn_jax.models.conv_ops`, i.e. the textbook Flax formulation; ``--xla-convs`` adds ``ours-xla-convs``: the
-  rewrites without the oneDNN dense convolutions (:mod:`cnn_jax.ops.onednn`), XLA's own 3x3 convolutions.
-- ``--dtype bfloat16`` (bf16 compute, float32 parameters; torch under ``autocast``) adds ``ours-float32``.
-- ``--variant NAME:K=V,...`` adds ``ours`` compiled with XLA compiler options ``K=V`` (debug options such as
-  ``xla_cpu_enable_fast_math=true``) or built with model overrides ``model.FIELD=V`` (e.g.
-  ``model.share_norm_statistics=false``), to A/B an option in the same run.
-
-Per contender and mode: ``first step s`` (model construction, variable initialisation, compilation and the first
-finished step, in this process; ours compiles its step while the variables initialise, as the trainer does),
-``compile s`` (lowering + XLA compilation of the step; ours shares the cores with the initialisation meanwhile, so
-its figure is inflated next to the peers'), images/s (median
-over ``--windows`` timed windows of ``--steps`` steps, after ``--warmup`` steps; the windows are interleaved
-across contenders so load from other processes hits all alike; ``spread`` = (max - min) / median), peak memory
-of the compiled XLA program (argument + output + temp - alias, from ``memory_analysis()``), and the achieved
-FLOP/s as a fraction of this host's matmul peak in the contender's compute dtype, measured here by a jitted
-``--matmul-size`` matmul in fp32 and, under ``--dtype bfloat16``, in bf16 too (before each model and at the end;
-the best counts, as load only lowers it). Every contender is charged the same work:
-XLA's flop count of *our* step in the textbook formulation (``cost_analysis()`` of its lowering: the oneDNN custom
-calls of the compiled step are opaque to XLA's count). Progress goes to stderr, the table to stdout.
-
-``--first-step-runs N`` adds the time from launching a fresh Python process to its first finished step (imports
-included, nothing warm), N processes per contender (ours, ``ours-warm-cache``, ``ours-plain`` with ``--plain``, the
-peers; not the variants), alternating: the in-process ``first step s`` of a later
-contender profits from what an earlier one imported and warmed. Each process also reports how long its first step
-itself ran, so the table splits the wait into *ready to step* (imports, construction, initialisation,
-compilation: what a faster formulation or compiler can shorten) and the first step's own run.
-
-Like ``launch.py``, the tool re-executes itself on tcmalloc when it is installed (``--malloc``,
-:mod:`cnn_jax.allocator`); every contender in the process and the fresh processes it starts then shares that
-allocator, which the header names. The tool runs with the XLA options of the environment: the test suite's
-``XLA_FLAGS`` (optimisation level 0) would make XLA figures meaningless, so a non-empty ``XLA_FLAGS`` is printed in
-the header.
+``ours`` is the trainer's own step (``cnn_jax.train.steps``, state and compiler options as ``train_and_evaluate``
+builds them); ``keras`` the ``keras.applications`` model through Keras's own train step; ``torch`` torchvision's
+model (or the CIFAR twins of :mod:`cnn_jax.tools.torch_twins`). ``--plain`` / ``--xla-convs`` / ``--variant`` add
+our model in other formulations to A/B in the same run; ``--first-step-runs N`` times launch-to-first-step in fresh
+processes. The table: first step and compile seconds, images/s (median of interleaved windows, with spread), peak
+memory of the compiled program, achieved FLOP/s against this host's measured matmul peak. How each figure is
+measured, and the figures: BENCHMARKS.md ("How the figures are measured"). Like ``launch.py``, the tool
+re-executes itself on tcmalloc when installed (``--malloc``).
 """
 
 from __future__ import annotations
@@ -80,10 +36,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import cnn_jax  # noqa: E402
-from cnn_jax import allocator  # noqa: E402
 from cnn_jax.config import parse_value  # noqa: E402
 from cnn_jax.machine import cpu_model  # noqa: E402
 from cnn_jax.models import conv_ops  # noqa: E402
+from cnn_jax.runtime import allocator  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +187,7 @@ def ours(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *, 
          options: dict[str, Any] | None = None, name: str = "ours") -> Contender:
     """Our model through the trainer's own train step (``mode="train"``) or the jitted eval forward."""
     from cnn_jax.config import base_config, build_model
+    from cnn_jax.runtime import startup
     from cnn_jax.train import optim, steps
 
     started = time.perf_counter()
@@ -248,7 +205,7 @@ def ours(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *, 
     lr_fn = optim.learning_rate_schedule(config.optimizer, LEARNING_RATE, 1, 1)
     tx = optim.make_optimizer(config.optimizer, lr_fn)
     # The trainer compiles with these on CPU (config.train.compile_keep_remat); variants add to them.
-    options = {**(steps.KEEP_REMAT_OPTIONS if config.train.compile_keep_remat and jax.default_backend() == "cpu"
+    options = {**(startup.KEEP_REMAT_OPTIONS if config.train.compile_keep_remat and jax.default_backend() == "cpu"
                   else {}), **(options or {})}
     images, labels = jnp.asarray(images), jnp.asarray(labels)
 
@@ -262,14 +219,14 @@ def ours(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *, 
 
     # As the trainer does: rbg init key, and the step compiled from the state's shapes while the state initialises.
     init_key = jax.random.key(0, impl="rbg")
-    with steps.garbage_collection_paused():
+    with startup.garbage_collection_paused():
         abstract = jax.eval_shape(init_state, init_key)
     if mode == "train":
         fn = steps.make_train_step(model, tx, config, lr_fn)  # the trainer's step, not a re-implementation
         inputs, arg, pick = (images, labels, jax.random.key(1)), abstract, lambda state: state
     else:
         fn, inputs, arg, pick = infer, (images,), variables(abstract), variables
-    state, (compiled, compile_s) = steps.initialise_while_compiling(
+    state, (compiled, compile_s) = startup.initialise_while_compiling(
         lambda: jax.block_until_ready(jax.jit(init_state)(init_key)),
         lambda: _compile(fn, (arg, *inputs), mode == "train", options))
 
@@ -379,6 +336,7 @@ def torch_peer(model_name: str, mode: str, images: np.ndarray, labels: np.ndarra
         model = getattr(import_torchvision().models, PEERS[model_name].torchvision)(num_classes=NUM_CLASSES)
     y = torch.from_numpy(labels.astype(np.int64))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+    last: dict[str, Any] = {}  # the last step's output (detached: no graph is kept)
     if mode == "train":
         model.train()
         optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM,
@@ -387,21 +345,24 @@ def torch_peer(model_name: str, mode: str, images: np.ndarray, labels: np.ndarra
         def step():
             optimizer.zero_grad(set_to_none=True)
             with autocast:
-                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+                output = model(x)
+                loss = torch.nn.functional.cross_entropy(output.float(), y)
             loss.backward()
             optimizer.step()
+            last["output"] = output.detach()
     else:
         model.eval()
 
         def step():
             with torch.inference_mode(), autocast:
-                model(x)
+                last["output"] = model(x)
 
     step_started = time.perf_counter()
     step()
     finished = time.perf_counter()
-    return Contender("torch", dtype, step, lambda: None, first_step_s=finished - started,
-                     first_step_run_s=finished - step_started)
+    return Contender("torch", dtype, step, lambda: None,
+                     current=lambda: ({k: v.detach().clone() for k, v in model.state_dict().items()}, last["output"]),
+                     first_step_s=finished - started, first_step_run_s=finished - step_started)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -610,7 +571,8 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
     parser.add_argument("--first-step-runs", type=int, default=0, metavar="N",
                         help="also time launch-to-first-step of every contender in N fresh processes each")
     parser.add_argument("--malloc", choices=allocator.MODES, default="auto",
-                        help="memory allocator of this process and the fresh ones (cnn_jax.allocator, as launch.py)")
+                        help="memory allocator of this process and the fresh ones (cnn_jax.runtime.allocator, as "
+                        "launch.py)")
     parser.add_argument("--first-step-of", metavar="CONTENDER", help=argparse.SUPPRESS)  # the fresh process's job
     args = parser.parse_args(argv)
     peers = [p for p in args.peers.split(",") if p]
@@ -700,6 +662,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
 
 
 if __name__ == "__main__":
-    # As launch.py: the trainer runs on tcmalloc where installed (cnn_jax.allocator); so does what is measured here.
+    # As launch.py: the trainer runs on tcmalloc where installed (cnn_jax.runtime.allocator); so does what is
+    # measured here.
     allocator.reexec_with_tcmalloc(allocator.mode_from_argv(sys.argv))
     main()

@@ -51,9 +51,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image, features
 
-from cnn_jax import allocator
 from cnn_jax.data import transforms
 from cnn_jax.machine import cpu_model
+from cnn_jax.runtime import allocator
 
 SIZES = ((500, 375), (375, 500), (500, 333), (500, 500), (333, 500), (500, 400))  # (width, height)
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                         help="--train: dataset (default: the photographs written as an image folder)")
     parser.add_argument("--workers", type=int, default=0, help="--train: data.worker_processes")
     parser.add_argument("--malloc", choices=allocator.MODES, default="auto",
-                        help="memory allocator (cnn_jax.allocator, as launch.py)")
+                        help="memory allocator (cnn_jax.runtime.allocator, as launch.py)")
     args = parser.parse_args(argv)
     print("command: python -m cnn_jax.tools.bench_input " + " ".join(sys.argv[1:] if argv is None else argv))
     print("machine:", describe_machine(), f"allocator {allocator.active_allocator()} (--malloc={args.malloc})")
@@ -289,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    # As launch.py: the trainer runs on tcmalloc where installed (cnn_jax.allocator); so does what is measured here.
+    # As launch.py: the trainer runs on tcmalloc where installed (cnn_jax.runtime.allocator); so does what is
+    # measured here.
     allocator.reexec_with_tcmalloc(allocator.mode_from_argv(sys.argv))
     main()

@@ -616,8 +616,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Runs trained here (no --emit) share this process: on the allocator launch.py's runs get (cnn_jax.allocator),
-    # or XLA:CPU trains them at about half launch.py's images/s (440 vs 842 img/s, mbconv_scaling's baseline).
+    # Runs trained here (no --emit) share this process: on the allocator launch.py's runs get
+    # (cnn_jax.runtime.allocator), or XLA:CPU trains them at about half launch.py's images/s (440 vs 842 img/s,
+    # mbconv_scaling's baseline).
     from cnn_jax.cli import sweep
 
     sweep()

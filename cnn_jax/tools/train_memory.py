@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 
 import cnn_jax
-from cnn_jax.train.steps import KEEP_REMAT_OPTIONS
+from cnn_jax.runtime.startup import KEEP_REMAT_OPTIONS
 
 MIB = 2**20
 

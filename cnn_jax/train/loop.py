@@ -30,13 +30,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cnn_jax import parallel
 from cnn_jax.config import CONFIG_FILE, build_model, image_dtype, validate
 from cnn_jax.data import pipeline, sources
+from cnn_jax.runtime import parallel, startup
 from cnn_jax.train import optim, steps
 from cnn_jax.train.checkpoint import Checkpointer, CheckpointMismatchError, abstract_with_shardings
 from cnn_jax.train.metrics import MetricWriter
-from cnn_jax.train.steps import KEEP_REMAT_OPTIONS
 from cnn_jax.train.workdir import config_differences, read_saved_config, workdir_lock
 from cnn_jax.weights import transfer
 
@@ -231,10 +230,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     size = config.data.image_size
     init_state = steps.state_initializer(model, tx, (1, size, size, dataset.channels),
                                          ema=bool(config.train.ema_decay))
-    # The initialiser draws one random kernel per parameter: with "rbg" keys it compiles ~2x faster than with
-    # threefry (ResNet-50: 19.6 -> 10.9 s, BENCHMARKS.md), which is most of the time to the first step on CPU.
+    # "rbg" keys: the initialiser (one random draw per parameter) compiles ~2x faster than with threefry.
     init_key = jax.random.key(config.seed, impl="rbg")
-    with steps.garbage_collection_paused():
+    with startup.garbage_collection_paused():
         abstract = jax.eval_shape(init_state, init_key)
     rng = jax.random.key(config.seed + 1)
     checkpoint_timeout_s = config.train.checkpoint_timeout_s or None  # 0: the Checkpointer's default
@@ -258,7 +256,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
             mesh, batch[0].astype(image_dtype(config), copy=False), *batch[1:]))
     # XLA:CPU's CSE barrier expander strips rematerialisation (memory_efficient DenseNet, scanned stages).
     keep_remat = config.train.compile_keep_remat and jax.default_backend() == "cpu"
-    compiler_options = KEEP_REMAT_OPTIONS if keep_remat else None
+    compiler_options = startup.KEEP_REMAT_OPTIONS if keep_remat else None
     train_step = jax.jit(steps.with_nonfinite_guard(steps.make_train_step(model, tx, config, lr_fn)),
                          donate_argnums=(0, 1),
                          in_shardings=(replicated, replicated, parallel.batch_sharded(mesh),
@@ -288,7 +286,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     if config.train.stop_after_steps is not None:
         stop_step = min(stop_step, start_step + config.train.stop_after_steps)
     if start_step < stop_step:
-        state, (train_step, first_batch) = steps.initialise_while_compiling(create_state, compile_step)
+        state, (train_step, first_batch) = startup.initialise_while_compiling(create_state, compile_step)
         batches = itertools.chain([first_batch], batches)
         del first_batch  # the chain holds it until step start_step has used it
     else:  # a finished run relaunched: nothing to train
