@@ -50,7 +50,7 @@ def test_bench_ours_and_keras_one_window(capsys, threefry_keys):
 
 
 def test_ours_train_step_moves_parameters_and_batch_stats():
-    images, labels = bench._synthetic_batch(2, 32)
+    images, labels = bench.synthetic_batch(2, 32)
     contender = bench.ours("resnet18", "train", images, labels)  # compiled, and one step taken
     state, _ = contender.current()
     before = jax.tree_util.tree_map(np.asarray, (state.params, state.batch_stats))
@@ -67,7 +67,7 @@ def test_torch_peer_trains_and_infers_torchvision_through_the_shim():
     """The PyTorch peer does the work it is timed for: a train step moves every layer's weights (first and last
     included) and gives the batch's logits; an eval step leaves the weights and repeats its logits exactly."""
     torch = pytest.importorskip("torch")
-    images, labels = bench._synthetic_batch(2, 32)
+    images, labels = bench.synthetic_batch(2, 32)
     train = bench.torch_peer("resnet18", "train", images, labels)  # built, and one step taken
     before, _ = train.current()
     train.step()
@@ -124,7 +124,7 @@ def test_matmul_peak_and_bad_arguments():
         bench.parse_variant("no_options")
     # model.FIELD entries of a variant are model overrides, not XLA options
     name, options = bench.parse_variant("seven:model.num_classes=7")
-    images, _ = bench._synthetic_batch(1, 32)
+    images, _ = bench.synthetic_batch(1, 32)
     variables, _ = bench.ours("resnet18", "infer", images, images[:, 0, 0, 0], options=options, name=name).current()
     assert variables["params"]["head"]["fc"]["kernel"].shape == (512, 7)
     with pytest.raises(ValueError, match="unknown peer 'tf'"):

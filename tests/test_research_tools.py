@@ -20,6 +20,7 @@ from cnn_jax.config import apply_overrides, config_from_json, load_config, parse
 from cnn_jax.tools import evaluate, report, results
 from cnn_jax.tools import sweep as sweep_tool
 from cnn_jax.train.metrics import read_launches
+from experiments.sweeps import scaling
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LENET_SWEEP = "experiments/sweeps/lenet_lr.py"
@@ -70,27 +71,27 @@ def test_apply_overrides_checks_keys_and_types():
 
 
 def test_compound_grid_satisfies_the_constraint():
-    grid = sweeps.compound_grid(tolerance=0.1, step=0.05, alpha_range=(1.0, 1.4), beta_range=(1.0, 1.3),
+    grid = scaling.compound_grid(tolerance=0.1, step=0.05, alpha_range=(1.0, 1.4), beta_range=(1.0, 1.3),
                                 gamma_range=(1.0, 1.3))
     for p in grid:
         assert abs(p.alpha * p.beta**2 * p.gamma**2 - 2.0) <= 0.1 + 1e-9, p
         assert min(p.alpha, p.beta, p.gamma) >= 1.0
     # The paper's B0 coefficients (factor 1.92) are on this grid; an independent integer enumeration finds the same.
-    assert sweeps.CompoundPoint(1.2, 1.1, 1.15) in grid
+    assert scaling.CompoundPoint(1.2, 1.1, 1.15) in grid
     expected = {(a / 20, b / 20, g / 20) for a in range(20, 29) for b in range(20, 27) for g in range(20, 27)
                 if abs(a * b * b * g * g / 20**5 - 2.0) <= 0.1}
     assert {(p.alpha, p.beta, p.gamma) for p in grid} == expected
-    tight = sweeps.compound_grid(tolerance=0.01, step=0.05)
+    tight = scaling.compound_grid(tolerance=0.01, step=0.05)
     assert all(abs(p.flops_factor - 2.0) <= 0.01 + 1e-9 for p in tight) and len(tight) < len(
-        sweeps.compound_grid(tolerance=0.1, step=0.05))
+        scaling.compound_grid(tolerance=0.1, step=0.05))
     with pytest.raises(ValueError, match="no point within tolerance"):
-        sweeps.compound_grid(tolerance=0.0, step=0.5, alpha_range=(1.0, 1.0), beta_range=(1.0, 1.0))
+        scaling.compound_grid(tolerance=0.0, step=0.5, alpha_range=(1.0, 1.0), beta_range=(1.0, 1.0))
 
     # The sweep file: stage 1 at phi = 1 on that grid, input size 32 * gamma; stage 2 scales the best point.
     sweep = sweep_tool.load_sweep("experiments/sweeps/efficientnet_compound.py:step=0.1,max_phi=3")
     search = sweep.stages[0].runs([])
     assert {r["model.phi"] for r in search} == {1.0}
-    assert all(r["data.image_size"] == sweeps.proxy_resolution(32, r["model.gamma"], 1.0) for r in search)
+    assert all(r["data.image_size"] == scaling.proxy_resolution(32, r["model.gamma"], 1.0) for r in search)
     previous = [{"stage": "search", "overrides": {**r, "seed": seed}, "num_classes": 10,
                  "metrics": {"eval/top1": 0.5 + 0.01 * (i == 3) + 0.001 * seed}}
                 for i, r in enumerate(search) for seed in (0, 1, 2)]
@@ -98,7 +99,7 @@ def test_compound_grid_satisfies_the_constraint():
     assert [r["model.phi"] for r in scaled] == [2.0, 3.0]
     assert all(r["model.alpha"] == search[3]["model.alpha"] and r["model.gamma"] == search[3]["model.gamma"]
                for r in scaled)
-    assert scaled[1]["data.image_size"] == sweeps.proxy_resolution(32, search[3]["model.gamma"], 3.0)
+    assert scaled[1]["data.image_size"] == scaling.proxy_resolution(32, search[3]["model.gamma"], 3.0)
 
 
 def _parse_launch(command: str, monkeypatch):

@@ -9,7 +9,7 @@ Stage ``search`` (independent points):
 - ``depth``, ``width``, ``resolution``: one dimension scaled to ``factors`` (2x and 4x) of the baseline's nominal
   FLOPs, the paper's Fig. 3 rule: depth x f, width x sqrt(f), resolution x sqrt(f) (resized, rounded to a pixel);
 - ``search``: the paper's step 1 at phi = 1, a small grid of (alpha, beta, gamma) in steps of 0.1, each in
-  [1.1, 1.3], with ``|alpha beta^2 gamma^2 - 2| <= 0.1`` (``cnn_jax.sweeps.compound_grid``): (1.1, 1.1, 1.2),
+  [1.1, 1.3], with ``|alpha beta^2 gamma^2 - 2| <= 0.1`` (``scaling.compound_grid``): (1.1, 1.1, 1.2),
   (1.1, 1.2, 1.1), (1.3, 1.1, 1.1), one leaning to each dimension. The grid's (1.2, 1.1, 1.2) and (1.2, 1.2, 1.1)
   build the same networks as the first two at phi = 1 (repeats round up alike), so they are not run twice.
 Stage ``scale``: ``compound``, the search point with the best mean eval top-1 at phi = 2 (d = alpha^2, w = beta^2,
@@ -37,6 +37,7 @@ cnn_jax.tools.reproductions):
 from cnn_jax import sweeps
 from cnn_jax.models.efficientnet import EFFICIENTNET_B0_STAGES, EfficientNet
 from cnn_jax.models.mbconv import build_blocks, round_channels
+from experiments.sweeps import scaling
 
 BASE_CONFIG = "experiments/fashion_mnist/mbconv_scaling.py"
 SEEDS = (0, 1, 2)
@@ -56,10 +57,10 @@ def _network(run: dict) -> tuple:
     return blocks, round_channels(EfficientNet.head_channels, width), run["data.image_size"]
 
 
-def search_grid() -> list[sweeps.CompoundPoint]:
+def search_grid() -> list[scaling.CompoundPoint]:
     """The grid points that build distinct networks at phi = 1, smallest alpha first: on depth 0.5, alpha 1.1, 1.2
     and 1.3 round to the same repeats, so (1.2, 1.1, 1.2) trains (1.1, 1.1, 1.2)'s network and is not run again."""
-    grid = sweeps.compound_grid(target=2.0, tolerance=0.1, step=0.1, alpha_range=(1.1, 1.3),
+    grid = scaling.compound_grid(target=2.0, tolerance=0.1, step=0.1, alpha_range=(1.1, 1.3),
                                 beta_range=(1.1, 1.3), gamma_range=(1.1, 1.3))
     seen, distinct = set(), []
     for point in grid:
@@ -70,10 +71,10 @@ def search_grid() -> list[sweeps.CompoundPoint]:
     return distinct
 
 
-def _compound(point: sweeps.CompoundPoint, phi: int, series: str) -> dict:
+def _compound(point: scaling.CompoundPoint, phi: int, series: str) -> dict:
     name = f"{series}_a{point.alpha:g}_b{point.beta:g}_g{point.gamma:g}_phi{phi}"
     return _run(series, name, point.alpha**phi, point.beta**phi,
-                sweeps.proxy_resolution(BASE_RESOLUTION, point.gamma, phi))
+                scaling.proxy_resolution(BASE_RESOLUTION, point.gamma, phi))
 
 
 def get_stages(factors=(2.0, 4.0), point=None):
@@ -83,12 +84,12 @@ def get_stages(factors=(2.0, 4.0), point=None):
             runs.append(_run("depth", f"depth_x{f:g}", f, 1.0, BASE_RESOLUTION))
             runs.append(_run("width", f"width_x{f:g}", 1.0, f**0.5, BASE_RESOLUTION))
             runs.append(_run("resolution", f"resolution_x{f:g}", 1.0, 1.0,
-                             sweeps.proxy_resolution(BASE_RESOLUTION, f**0.5, 1.0)))
+                             scaling.proxy_resolution(BASE_RESOLUTION, f**0.5, 1.0)))
         return runs + [_compound(p, 1, "search") for p in search_grid()]
 
     def scale(previous):
         if point is not None:
-            chosen = sweeps.CompoundPoint(*point)
+            chosen = scaling.CompoundPoint(*point)
         else:
             searched = [r for r in previous if r["overrides"].get("_series") == "search"]
             best = sweeps.point_key(sweeps.group_points(searched)[0].overrides)

@@ -1,7 +1,7 @@
 """EfficientNet compound-scaling search (Tan & Le 2019, arXiv:1905.11946, Sec. 3.3) on a Fashion-MNIST proxy.
 
 Stage ``search``: phi = 1, every grid point (alpha, beta, gamma) >= 1 with ``|alpha beta^2 gamma^2 - 2| <=
-tolerance`` (``cnn_jax.sweeps.compound_grid``); depth and width scale B0 inside ``efficientnet_phi``, the input
+tolerance`` (``scaling.compound_grid``); depth and width scale B0 inside ``efficientnet_phi``, the input
 size is ``round(base_resolution * gamma^phi)``. Every point runs once per seed (``SEEDS``, or ``--seeds``).
 Stage ``scale``: the best point's (alpha, beta, gamma) at phi = 2 .. max_phi (its phi = 1 run is the search point
 itself), picked by ``cnn_jax.sweeps.select_best``: the stage refuses, printing every point's mean ± std, when the
@@ -21,6 +21,7 @@ for training and evaluation, so a larger input shows the same garment with more 
 """
 
 from cnn_jax import sweeps
+from experiments.sweeps import scaling
 
 BASE_CONFIG = "experiments/fashion_mnist/efficientnet_phi.py"
 SEEDS = (0, 1, 2)
@@ -32,14 +33,14 @@ def _point(alpha: float, beta: float, gamma: float, phi: float, base_resolution:
         "model.alpha": alpha,
         "model.beta": beta,
         "model.gamma": gamma,
-        "data.image_size": sweeps.proxy_resolution(base_resolution, gamma, phi),
+        "data.image_size": scaling.proxy_resolution(base_resolution, gamma, phi),
         "_series": series,
     }
 
 
 def get_stages(tolerance=0.1, step=0.05, target=2.0, max_phi=3, base_resolution=32, max_points=None,
                alpha_range=(1.0, 1.4), beta_range=(1.0, 1.3), gamma_range=(1.0, 1.3), point=None):
-    grid = sweeps.compound_grid(target=target, tolerance=tolerance, step=step, alpha_range=alpha_range,
+    grid = scaling.compound_grid(target=target, tolerance=tolerance, step=step, alpha_range=alpha_range,
                                 beta_range=beta_range, gamma_range=gamma_range)
     if max_points is not None and len(grid) > max_points:
         # An even subsample of the sorted grid (keeps the spread of alpha); the full grid is the default.

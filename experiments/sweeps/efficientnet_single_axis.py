@@ -23,7 +23,7 @@ leaves that series out) and ``--base-config`` picks the experiment, e.g. MobileN
       --config.train.num_steps=150 --config.data.max_train_examples=10000 --config.data.max_eval_examples=2000
 """
 
-from cnn_jax import sweeps
+from experiments.sweeps import scaling
 
 BASE_CONFIG = "experiments/fashion_mnist/efficientnet_b0.py"
 SEEDS = (0, 1, 2)  # every point three times: the figure's error bars
@@ -35,7 +35,7 @@ def get_sweep(max_phi=3, alpha=1.2, beta=1.1, gamma=1.15, base_resolution=32, de
 
     def run(series: str, phi: int, depth: float, width: float, resolution_scale: float) -> dict:
         values = {depth_key: round(depth, 4), width_key: round(width, 4),
-                  resolution_key: sweeps.proxy_resolution(base_resolution, resolution_scale, 1.0)}
+                  resolution_key: scaling.proxy_resolution(base_resolution, resolution_scale, 1.0)}
         return {**{k: v for k, v in values.items() if k is not None}, "_series": series,
                 "_name": f"{series}_phi{phi}"}
 
