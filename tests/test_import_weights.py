@@ -132,6 +132,11 @@ TORCH_CASES = [
     ("torchvision", "efficientnet_b0", "efficientnet_b0", 32),
     ("torchvision", "googlenet", "googlenet_aux", 32),
     ("torchvision", "inception_v3", "inception_v3", 75),
+    ("torchvision", "alexnet", "alexnet", 127),  # 3x3 before the 6x6 adaptive pool: fc6's row order matters
+    ("torchvision", "shufflenet_v2_x0_5", "shufflenet_v2_x0_5", 64),
+    ("torchvision", "mobilenet_v3_small", "mobilenet_v3_small", 64),
+    ("torchvision", "mobilenet_v3_large", "mobilenet_v3_large", 64),
+    ("torchvision", "mnasnet0_5", "mnasnet0_5", 64),
     ("timm", "resnet50", "resnet50", 32),
     ("timm", "efficientnet_b0", "efficientnet_b0", 32),
 ]

@@ -348,6 +348,71 @@ INCEPTION_V3_KERAS_RULES: tuple[tuple[str, Name], ...] = (
     (r"head/fc", "predictions"),
 )
 
+# ---- AlexNet (torchvision: features = conv, relu, [pool] per conv; classifier = dropout, fc, relu, ...) -------------
+ALEXNET_TORCH_RULES: tuple[tuple[str, Name], ...] = (
+    (r"conv(?P<i>[1-5])", lambda m, c: f"features.{(0, 3, 6, 8, 10)[_i(m, 'i', -1)]}"),
+    (r"fc6", "classifier.1"),
+    (r"fc7", "classifier.4"),
+    (r"fc8", "classifier.6"),
+)
+
+# ---- ShuffleNet v2 (torchvision: branch1 = dw conv, BN, 1x1 conv, BN, ReLU; branch2 = 1x1, BN, ReLU, dw, BN, 1x1,
+# BN, ReLU) ----------------------------------------------------------------------------------------------------------
+_TV_SHUFFLE_V2_UNIT = {"branch1_dw": ("branch1", 0), "branch1_conv": ("branch1", 2), "branch2_conv1": ("branch2", 0),
+                       "branch2_dw": ("branch2", 3), "branch2_conv2": ("branch2", 5)}
+
+
+def _tv_shufflenet_v2_unit(m: re.Match, c: Context) -> str:
+    branch, position = _TV_SHUFFLE_V2_UNIT[m["part"]]
+    return f"stage{m['s']}.{m['b']}.{branch}.{position + (m['u'] == 'bn')}"
+
+
+SHUFFLENET_V2_TORCH_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem/(?P<u>conv|bn)", lambda m, c: f"conv1.{_SEQ[m['u']]}"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/(?P<part>branch[12]_\w+)/(?P<u>conv|bn)", _tv_shufflenet_v2_unit),
+    (r"conv5/(?P<u>conv|bn)", lambda m, c: f"conv5.{_SEQ[m['u']]}"),
+    (r"head/fc", "fc"),
+)
+
+
+# ---- MobileNet v3 (torchvision: features.{n}.block = [expand], depthwise, [SqueezeExcitation], project) -----------
+def _tv_mbv3_block(m: re.Match, c: Context) -> str:
+    prefix = f"features.{c.block_index(_i(m, 's'), _i(m, 'b')) + 1}.block"
+    first = 1 if _expands(m, c) else 0
+    se = 1 if c.has(f"stage{m['s']}_block{m['b']}/se/reduce") else 0
+    position = {"expand": 0, "depthwise": first, "se": first + 1, "project": first + 1 + se}[m["part"]]
+    unit = {"conv": "0", "bn": "1", "reduce": "fc1", "expand": "fc2"}[m["u"]]
+    return f"{prefix}.{position}.{unit}"
+
+
+MBV3_TORCHVISION_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem/(?P<u>conv|bn)", lambda m, c: f"features.0.{_SEQ[m['u']]}"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/(?P<part>expand|depthwise|project|se)/(?P<u>conv|bn|reduce|expand)",
+     _tv_mbv3_block),
+    (r"head_conv/(?P<u>conv|bn)",
+     lambda m, c: f"features.{len({p.split('/')[0] for p in c.modules if p.startswith('stage')}) + 1}.{_SEQ[m['u']]}"),
+    (r"pre_logits", "classifier.0"),
+    (r"head/fc", "classifier.3"),
+)
+
+
+# ---- MnasNet (torchvision: one flat ``layers`` Sequential; stacks of _InvertedResidual(layers = expand conv, BN,
+# ReLU, dw conv, BN, ReLU, project conv, BN)) -----------------------------------------------------------------------
+def _tv_mnasnet_block(m: re.Match, c: Context) -> str:
+    stage = _i(m, "s")
+    if stage == 1:  # the separable conv after the stem: layers.3/4 (depthwise), layers.6/7 (project)
+        return f"layers.{ {'depthwise': 3, 'project': 6}[m['part']] + (m['u'] == 'bn')}"
+    position = {"expand": 0, "depthwise": 3, "project": 6}[m["part"]] + (m["u"] == "bn")
+    return f"layers.{stage + 6}.{m['b']}.layers.{position}"
+
+
+MNASNET_TORCHVISION_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem/(?P<u>conv|bn)", lambda m, c: f"layers.{_SEQ[m['u']]}"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/(?P<part>expand|depthwise|project)/(?P<u>conv|bn)", _tv_mnasnet_block),
+    (r"head_conv/(?P<u>conv|bn)", lambda m, c: f"layers.{14 + (m['u'] == 'bn')}"),
+    (r"head/fc", "classifier.1"),
+)
+
 # ---- The tables by format -----------------------------------------------------------------------------------------
 RESNET_TV = Mapping("torchvision ResNet/ResNeXt/Wide ResNet", RESNET_TORCH_RULES, "head/fc", bn_eps=1e-5)
 VGG_TV = Mapping("torchvision VGG", VGG_TORCH_RULES, "fc8", bn_eps=1e-5, flatten_chw={"fc6": 512},
@@ -366,6 +431,15 @@ GOOGLENET_TV = Mapping("torchvision GoogLeNet", GOOGLENET_TORCHVISION_RULES, "he
                        note="aux fc1 rows permuted NCHW -> NHWC; transform_input is preprocessing, not imported")
 INCEPTION_V3_TV = Mapping("torchvision Inception v3", INCEPTION_V3_TORCHVISION_RULES, "head/fc", bn_eps=1e-3,
                           note="transform_input is preprocessing, not imported")
+ALEXNET_TV = Mapping("torchvision AlexNet", ALEXNET_TORCH_RULES, "fc8", flatten_chw={"fc6": 256},
+                     note="fc6 rows permuted from torchvision's NCHW flatten to NHWC")
+SHUFFLENET_V2_TV = Mapping("torchvision ShuffleNet v2", SHUFFLENET_V2_TORCH_RULES, "head/fc", bn_eps=1e-5)
+MBV3_TV = Mapping("torchvision MobileNetV3", MBV3_TORCHVISION_RULES, "head/fc", bn_eps=1e-3,
+                  note="BN eps 1e-3 (the models' 'tf' convention)")
+MNASNET_TV = Mapping("torchvision MNASNet", MNASNET_TORCHVISION_RULES, "head/fc", bn_eps=1e-5,
+                     overrides={"norm_convention": "pytorch"},
+                     note="torchvision's MNASNet: BN eps 1e-5 (norm_convention='pytorch'; the official TF code's: "
+                          "1e-3)")
 TIMM_MBCONV = Mapping("timm EfficientNet/MobileNetV2", MBCONV_TIMM_RULES, "head/fc", bn_eps=1e-5,
                       overrides={"norm_convention": "pytorch"},
                       note="timm efficientnet_b*: symmetric padding, BN eps 1e-5; for tf_efficientnet_b* pass "
@@ -378,6 +452,10 @@ TORCH_MAPPINGS: dict[str, list[tuple[tuple[str, ...], Mapping]]] = {
         (("vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"), VGG_TV),
         (("densenet121", "densenet161", "densenet169", "densenet201"), DENSENET_TV),
         (("mobilenet_v2",), MBV2_TV),
+        (("mobilenet_v3_large", "mobilenet_v3_small"), MBV3_TV),
+        (("mnasnet0_5", "mnasnet1_0"), MNASNET_TV),
+        (("alexnet",), ALEXNET_TV),
+        (("shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"), SHUFFLENET_V2_TV),
         (("efficientnet_b[0-4]",), EFFNET_TV),
         (("efficientnet_b[5-7]",), EFFNET_TV_B5_B7),
         (("googlenet", "googlenet_aux"), GOOGLENET_TV),
