@@ -196,13 +196,19 @@ MBV2_TORCHVISION_RULES: tuple[tuple[str, Name], ...] = (
 )
 
 
-def _tv_effnet_block(m: re.Match, c: Context) -> str:
-    """torchvision MBConv: ``features.{s}.{b}.block`` = [expand], depthwise, SqueezeExcitation, project."""
-    prefix = f"features.{m['s']}.{m['b']}.block"
+def _tv_mbconv_unit(m: re.Match, c: Context, prefix: str) -> str:
+    """``{prefix}.{position}.{unit}`` in torchvision's MBConv ``block`` Sequential: [expand], depthwise,
+    [SqueezeExcitation], project."""
     first = 1 if _expands(m, c) else 0
-    position = {"expand": 0, "depthwise": first, "se": first + 1, "project": first + 2}[m["part"]]
+    se = 1 if c.has(f"stage{m['s']}_block{m['b']}/se/reduce") else 0
+    position = {"expand": 0, "depthwise": first, "se": first + 1, "project": first + 1 + se}[m["part"]]
     unit = {"conv": "0", "bn": "1", "reduce": "fc1", "expand": "fc2"}[m["u"]]
     return f"{prefix}.{position}.{unit}"
+
+
+def _tv_effnet_block(m: re.Match, c: Context) -> str:
+    """torchvision EfficientNet: ``features.{s}.{b}.block``."""
+    return _tv_mbconv_unit(m, c, f"features.{m['s']}.{m['b']}.block")
 
 
 EFFNET_TORCHVISION_RULES: tuple[tuple[str, Name], ...] = (
@@ -377,12 +383,8 @@ SHUFFLENET_V2_TORCH_RULES: tuple[tuple[str, Name], ...] = (
 
 # ---- MobileNet v3 (torchvision: features.{n}.block = [expand], depthwise, [SqueezeExcitation], project) -----------
 def _tv_mbv3_block(m: re.Match, c: Context) -> str:
-    prefix = f"features.{c.block_index(_i(m, 's'), _i(m, 'b')) + 1}.block"
-    first = 1 if _expands(m, c) else 0
-    se = 1 if c.has(f"stage{m['s']}_block{m['b']}/se/reduce") else 0
-    position = {"expand": 0, "depthwise": first, "se": first + 1, "project": first + 1 + se}[m["part"]]
-    unit = {"conv": "0", "bn": "1", "reduce": "fc1", "expand": "fc2"}[m["u"]]
-    return f"{prefix}.{position}.{unit}"
+    """torchvision MobileNetV3: ``features.{n}.block`` with n counting blocks over all stages after the stem."""
+    return _tv_mbconv_unit(m, c, f"features.{c.block_index(_i(m, 's'), _i(m, 'b')) + 1}.block")
 
 
 MBV3_TORCHVISION_RULES: tuple[tuple[str, Name], ...] = (
