@@ -42,6 +42,10 @@ class Context:
                          if (m := re.match(r"stage(\d+)_block(\d+)/", p))})
         return blocks.index((stage, block))
 
+    def num_blocks(self) -> int:
+        """Blocks over all stages (``stage{s}_block{b}`` modules)."""
+        return len({p.split("/")[0] for p in self.modules if p.startswith("stage")})
+
     def num_stages(self) -> int:
         return max(int(m[1]) for p in self.modules if (m := re.match(r"stage(\d+)_", p)))
 
@@ -190,8 +194,7 @@ def _tv_mbv2_block(m: re.Match, c: Context) -> str:
 MBV2_TORCHVISION_RULES: tuple[tuple[str, Name], ...] = (
     (r"stem/(?P<u>conv|bn)", lambda m, c: f"features.0.{_SEQ[m['u']]}"),
     (r"stage(?P<s>\d+)_block(?P<b>\d+)/(?P<part>expand|depthwise|project)/(?P<u>conv|bn)", _tv_mbv2_block),
-    (r"head_conv/(?P<u>conv|bn)",
-     lambda m, c: f"features.{len({p.split('/')[0] for p in c.modules if p.startswith('stage')}) + 1}.{_SEQ[m['u']]}"),
+    (r"head_conv/(?P<u>conv|bn)", lambda m, c: f"features.{c.num_blocks() + 1}.{_SEQ[m['u']]}"),
     (r"head/fc", "classifier.1"),
 )
 
@@ -391,8 +394,7 @@ MBV3_TORCHVISION_RULES: tuple[tuple[str, Name], ...] = (
     (r"stem/(?P<u>conv|bn)", lambda m, c: f"features.0.{_SEQ[m['u']]}"),
     (r"stage(?P<s>\d+)_block(?P<b>\d+)/(?P<part>expand|depthwise|project|se)/(?P<u>conv|bn|reduce|expand)",
      _tv_mbv3_block),
-    (r"head_conv/(?P<u>conv|bn)",
-     lambda m, c: f"features.{len({p.split('/')[0] for p in c.modules if p.startswith('stage')}) + 1}.{_SEQ[m['u']]}"),
+    (r"head_conv/(?P<u>conv|bn)", lambda m, c: f"features.{c.num_blocks() + 1}.{_SEQ[m['u']]}"),
     (r"pre_logits", "classifier.0"),
     (r"head/fc", "classifier.3"),
 )
