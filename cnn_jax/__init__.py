@@ -6,7 +6,7 @@ The public names are imported on first use, so light submodules (``cnn_jax.runti
 
 import importlib
 
-_EXPORTS = {"ModelOutput": "cnn_jax.models.layers", "ModelInfo": "cnn_jax.registry",
+_EXPORTS = {"ModelOutput": "cnn_jax.layers", "ModelInfo": "cnn_jax.registry",
             "create_model": "cnn_jax.registry", "list_models": "cnn_jax.registry",
             "model_arguments": "cnn_jax.registry", "model_info": "cnn_jax.registry",
             "CompoundScale": "cnn_jax.models.efficientnet", "compound_scale": "cnn_jax.models.efficientnet",

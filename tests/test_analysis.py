@@ -17,8 +17,8 @@ from conftest import load_models_csv
 import cnn_jax
 from cnn_jax.analysis import LayerStats, ModelStats, analyze, layer_table, model_stats, xla_flops
 from cnn_jax.analysis.stats import LAYER_KINDS
-from cnn_jax.models import conv_ops
-from cnn_jax.models.layers import Pool
+from cnn_jax.layers import Pool
+from cnn_jax.ops import conv_ops
 from cnn_jax.tools import summary
 
 ALL_MODELS = cnn_jax.list_models()

@@ -12,7 +12,7 @@ import pytest
 from conftest import count_params
 
 import cnn_jax
-from cnn_jax.models import layers
+from cnn_jax.layers import stochastic_depth
 from cnn_jax.models.cifar_resnet import CifarBasicBlock, zero_pad_shortcut
 
 
@@ -121,7 +121,7 @@ def test_resnet110_sd_survival_probabilities_follow_huang_et_al(monkeypatch):
 
     # The rates the blocks actually receive, in order (unrolled, so they are Python floats).
     seen: list[float] = []
-    monkeypatch.setattr(layers, "drop_path", lambda x, rate, rng: seen.append(rate) or x)
+    monkeypatch.setattr(stochastic_depth, "drop_path", lambda x, rate, rng: seen.append(rate) or x)
     unrolled = model.clone(scan_blocks=False)
     images = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
     variables = _shapes(unrolled)

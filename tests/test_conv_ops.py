@@ -1,4 +1,4 @@
-"""The XLA:CPU rewrites of ``cnn_jax.models.conv_ops`` equal the plain lax/flax ops, values and gradients."""
+"""The XLA:CPU rewrites of ``cnn_jax.ops.conv_ops`` equal the plain lax/flax ops, values and gradients."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from cnn_jax.models import conv_ops
-from cnn_jax.ops import onednn
+from cnn_jax.ops import conv_ops, onednn
 
 # What flax.linen.Conv passes for NHWC inputs.
 NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_jax.models import layers
+from cnn_jax import layers
 from cnn_jax.models.efficientnet import EfficientNet
 
 BATCH, SIZE = 8, 32

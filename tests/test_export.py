@@ -1,6 +1,6 @@
 """The accelerator path, checked from this CPU host: the trainer's step exported for ``cuda`` and ``tpu``.
 
-The CPU formulations of ``cnn_jax.models.conv_ops`` (matmul 1x1s, tap-loop depthwise, oneDNN custom calls,
+The CPU formulations of ``cnn_jax.ops.conv_ops`` (matmul 1x1s, tap-loop depthwise, oneDNN custom calls,
 strided-view max pooling) are ``lax.platform_dependent`` branches, so a program lowered for another platform must
 carry XLA's own convolutions and ``reduce_window`` pooling and none of the CPU code, whatever host lowered it.
 """

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import cnn_jax
+from cnn_jax.layers import Pool
 from cnn_jax.models import inception
 from cnn_jax.models.alexnet import LocalResponseNorm
-from cnn_jax.models.layers import Pool
 
 NUM_CLASSES = 7
 # (without aux, with aux, aux head names)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_jax.models import layers
+from cnn_jax import layers
 
 
 @pytest.mark.parametrize(

@@ -13,16 +13,9 @@ import pytest
 from conftest import count_params
 
 import cnn_jax
+from cnn_jax import layers
 from cnn_jax.analysis import analyze, layer_table
-from cnn_jax.models import layers
-from cnn_jax.models.efficientnet import (
-    EFFICIENTNET_B0_STAGES,
-    EFFICIENTNET_PARAMS,
-    EfficientNetPhi,
-    compound_scale,
-    efficientnet_phi_resolution,
-)
-from cnn_jax.models.mbconv import (
+from cnn_jax.layers.mbconv import (
     BlockGroup,
     BlockSpec,
     InvertedResidual,
@@ -31,6 +24,13 @@ from cnn_jax.models.mbconv import (
     decode_block_group,
     round_channels,
     round_repeats,
+)
+from cnn_jax.models.efficientnet import (
+    EFFICIENTNET_B0_STAGES,
+    EFFICIENTNET_PARAMS,
+    EfficientNetPhi,
+    compound_scale,
+    efficientnet_phi_resolution,
 )
 from cnn_jax.models.mobilenet import MOBILENET_V3_LARGE_STAGES
 

@@ -30,6 +30,7 @@ def test_a_script_outside_the_checkout_imports_cnn_jax(tmp_path):
 
 
 ENTRY_POINTS = ("cnn-jax-train", "cnn-jax-sweep", "cnn-jax-report", "cnn-jax-summary", "cnn-jax-import-weights",
+                "cnn-jax-export-weights",
                 "cnn-jax-evaluate", "cnn-jax-results")
 
 

@@ -230,7 +230,7 @@ def test_compound_report_from_the_sweep_files_points(tmp_path, monkeypatch):
     text = (study / "README.md").read_text()
     assert "| baseline | baseline | 0.5, 0.5 | 24 | 1,000 |" in text and "| 1.00x | 0,1 | 88.05 ± 0.07 (n=2) |" in text
     assert "| search | search_a1.1_b1.2_g1.1_phi1 | 0.55, 0.6 | 26 |" in text
-    assert text.count("\n| ") == 1 + 11  # the header and 11 points
+    assert text.count("\n| ") == 2 + 11  # the header, its rule and 11 points
     assert "`search_a1.1_b1.2_g1.1_phi1`" in text and "`compound_a1.1_b1.2_g1.1_phi2`" in text
     assert "best of 3 searched" in text
     assert (study / "accuracy_vs_macs.png").stat().st_size > 0

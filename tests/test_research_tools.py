@@ -263,9 +263,9 @@ def test_ensemble_of_identical_checkpoints_equals_the_single_model(lenet_sweep, 
     member = evaluate.load_member(root / result["rows"][0]["run"])
     config = config_from_json(json.loads((root / result["rows"][0]["run"] / "config.json").read_text()))
     config.data.max_eval_examples = 700  # a partial last batch (eval_batch 500): the mask must hold
-    single = evaluate.evaluate_ensemble([member], evaluate.eval_batches(config))
+    single = evaluate.evaluate_ensemble([member], evaluate.eval_batches(config)[0])
     for how in evaluate.COMBINES:
-        triple = evaluate.evaluate_ensemble([member, member, member], evaluate.eval_batches(config), how=how)
+        triple = evaluate.evaluate_ensemble([member, member, member], evaluate.eval_batches(config)[0], how=how)
         assert triple["ensemble"]["examples"] == 700
         assert triple["ensemble"]["top1"] == single["ensemble"]["top1"]
         assert triple[f"{member.name} [2]"]["top1"] == single[member.name]["top1"]
@@ -274,7 +274,7 @@ def test_ensemble_of_identical_checkpoints_equals_the_single_model(lenet_sweep, 
     # The single-member "ensemble" is the member, and the member's numbers are the training loop's final eval.
     assert single["ensemble"]["top1"] == single[member.name]["top1"]
     config.data.max_eval_examples = 2000
-    full = evaluate.evaluate_ensemble([member], evaluate.eval_batches(config))
+    full = evaluate.evaluate_ensemble([member], evaluate.eval_batches(config)[0])
     assert full[member.name]["top1"] == pytest.approx(result["rows"][0]["metrics"]["eval/top1"], abs=1e-9)
 
     # The same variables saved as imported weights (cnn_jax.weights) score the same through the CLI.
@@ -304,7 +304,7 @@ def test_ensemble_of_seeds_beats_the_best_member(lenet_sweep, tmp_path, capsys):
     assert scores["ensemble"]["loss"] < min(scores[d]["loss"] for d in dirs)  # averaging probabilities helps NLL
     logits = evaluate.evaluate_ensemble([evaluate.load_member(d) for d in dirs],
                                         evaluate.eval_batches(config_from_json(json.loads(
-                                            (pathlib.Path(dirs[0]) / "config.json").read_text()))), how="logits")
+                                            (pathlib.Path(dirs[0]) / "config.json").read_text())))[0], how="logits")
     assert logits["ensemble"]["top1"] >= max(members) - 0.005
     with pytest.raises(ValueError, match="no EMA"):
         evaluate.load_member(dirs[0], ema=True)

@@ -10,8 +10,8 @@ import pytest
 from conftest import count_params
 
 import cnn_jax
-from cnn_jax.models.blocks import BasicBlock, Bottleneck
-from cnn_jax.models.layers import DropPath
+from cnn_jax.layers import DropPath
+from cnn_jax.layers.blocks import BasicBlock, Bottleneck
 from cnn_jax.models.resnest import SplitAttention, SplitAttentionBottleneck
 from cnn_jax.models.resnet import ResNet, Stem
 

@@ -35,7 +35,8 @@ import jax.extend.core as jcore
 import jax.interpreters.partial_eval as pe
 import jax.numpy as jnp
 
-from cnn_jax.models import conv_ops, layers
+from cnn_jax import layers
+from cnn_jax.ops import conv_ops
 
 LAYER_KINDS = ("conv", "dense", "pool", "norm", "other")
 # Counted in the headline multiply-adds (the reference ``macs`` columns count convolutions and linear layers only).

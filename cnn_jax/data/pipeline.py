@@ -43,16 +43,36 @@ class Transforms:
     batch: BatchTransform | None = None
 
 
-def make_transforms(config: ml_collections.ConfigDict, dataset: Dataset) -> Transforms:
+def input_stats(config: ml_collections.ConfigDict, dataset: Dataset) -> tuple[tuple, tuple, str]:
+    """``(mean, std, where from)`` of the input normalisation: the input convention of the imported weights that
+    ``train.init_from`` starts from (``cnn_jax.weights.preprocessing``), else the dataset's."""
+    init_from = config.get("train", {}).get("init_from")
+    if init_from:
+        from cnn_jax.weights import store
+
+        convention = store.read_convention(init_from)
+        if convention is not None:
+            if len(convention.mean) != len(dataset.mean):
+                raise ValueError(f"train.init_from={init_from}: its weights expect {len(convention.mean)}-channel "
+                                 f"images, data.name={config.data.name!r} has {len(dataset.mean)} channels")
+            return convention.mean, convention.std, f"the input convention of train.init_from ({convention.name})"
+    return tuple(dataset.mean), tuple(dataset.std), f"the mean/std of {config.data.name}"
+
+
+def make_transforms(config: ml_collections.ConfigDict, dataset: Dataset,
+                    stats: tuple[tuple, tuple] | None = None) -> Transforms:
     """The transforms named by ``config.data`` (``train_transform``, ``eval_transform``, ``batch_transform``,
-    ``image_size``, ``interpolation`` for the train and eval resizes) with the dataset's mean/std and the crop
-    fraction of the registry metadata (``cnn_jax.model_info``) of the model ``config.model`` builds (its overrides as
-    the trainer passes them to ``create_model``: ``registry.config_overrides``)."""
+    ``image_size``, ``interpolation`` for the train and eval resizes) with the mean/std of :func:`input_stats` and
+    the crop fraction of the registry metadata (``cnn_jax.model_info``) of the model ``config.model`` builds (its
+    overrides as the trainer passes them to ``create_model``: ``registry.config_overrides``). ``stats``: a
+    ``(mean, std)`` to normalise with instead (the evaluation of imported weights)."""
     import cnn_jax
     from cnn_jax.data import transforms
     from cnn_jax.registry import config_overrides
 
-    data, stats = config.data, {"mean": dataset.mean, "std": dataset.std}
+    data = config.data
+    mean, std = stats if stats is not None else input_stats(config, dataset)[:2]
+    stats = {"mean": mean, "std": std}
     crop_fraction = cnn_jax.model_info(config.model.name, **config_overrides(config.model)).crop_fraction
     return Transforms(
         train=transforms.make_train_transform(data.train_transform, image_size=data.image_size,

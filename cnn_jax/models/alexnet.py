@@ -28,7 +28,7 @@ import flax.linen as nn
 import numpy as np
 from jax import lax
 
-from cnn_jax.models.layers import (
+from cnn_jax.layers import (
     Array,
     ClassifierModel,
     Conv,

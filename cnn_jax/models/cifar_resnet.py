@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnn_jax.models.layers import (
+from cnn_jax.layers import (
     BN_CONVENTIONS,
     Array,
     ClassifierHead,
@@ -44,8 +44,12 @@ from cnn_jax.models.layers import (
     Dtype,
     ModelOutput,
     check_images,
+    conv,
+    drop_branch,
+    run_stage,
+    stage_drop_path_rates,
 )
-from cnn_jax.models.preact_resnet import PreActResNet, conv, drop_branch, run_stage, stage_drop_path_rates
+from cnn_jax.models.preact_resnet import PreActResNet
 from cnn_jax.registry import ModelInfo, register_model, small_image_info
 
 SHORTCUTS = ("A", "B")

@@ -34,7 +34,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
 
-from cnn_jax.models import layers
+from cnn_jax import layers
 from cnn_jax.registry import ModelInfo, register_model
 
 Array = layers.Array

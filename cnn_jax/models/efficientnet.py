@@ -40,7 +40,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from cnn_jax.models.mbconv import MBConvNet, StageDef
+from cnn_jax.layers.mbconv import MBConvNet, StageDef
 from cnn_jax.registry import ModelInfo, register_model, small_image_info
 
 # Table 1 (B0) after the 32-channel stem; MBConv1 is an ``e1`` group (no expansion conv).

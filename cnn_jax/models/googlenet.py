@@ -33,8 +33,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_jax.models.alexnet import LRN_CONVENTIONS, LocalResponseNorm
-from cnn_jax.models.layers import (
+from cnn_jax.layers import (
     ClassifierHead,
     ClassifierModel,
     ConvNormAct,
@@ -43,6 +42,7 @@ from cnn_jax.models.layers import (
     adaptive_avg_pool,
     check_images,
 )
+from cnn_jax.models.alexnet import LRN_CONVENTIONS, LocalResponseNorm
 from cnn_jax.registry import ModelInfo, register_model
 
 Array = jax.Array

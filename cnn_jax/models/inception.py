@@ -43,9 +43,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_jax.models import layers
-from cnn_jax.models.googlenet import require_feature_map
-from cnn_jax.models.layers import (
+from cnn_jax import layers
+from cnn_jax.layers import (
     ClassifierHead,
     ConvNormAct,
     ModelOutput,
@@ -55,6 +54,7 @@ from cnn_jax.models.layers import (
     drop_path,
     drop_path_rates,
 )
+from cnn_jax.models.googlenet import require_feature_map
 from cnn_jax.registry import ModelInfo, register_model
 
 Array = jax.Array

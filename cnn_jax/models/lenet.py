@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax.models.layers import Activation, Array, ClassifierModel, Conv, Dtype, ModelOutput, Pool, check_images
+from cnn_jax.layers import Activation, Array, ClassifierModel, Conv, Dtype, ModelOutput, Pool, check_images
 from cnn_jax.registry import ModelInfo, register_model
 
 PAPER = "LeCun, Bottou, Bengio & Haffner 1998, Gradient-based learning applied to document recognition, Proc. IEEE"

@@ -16,7 +16,7 @@ with PyTorch's eps 1e-5 (running statistics only, parameter counts are the same)
 
 from __future__ import annotations
 
-from cnn_jax.models.mbconv import MBConvNet, StageDef
+from cnn_jax.layers.mbconv import MBConvNet, StageDef
 from cnn_jax.registry import ModelInfo, register_model
 
 # mnasnet_b1 block strings of the official code, after the 32-channel stem.

@@ -1,4 +1,4 @@
-"""MobileNet v1, v2 and v3 on the shared MBConv builder (``cnn_jax.models.mbconv``).
+"""MobileNet v1, v2 and v3 on the shared MBConv builder (``cnn_jax.layers.mbconv``).
 
 - v1: Howard, Zhu, Chen, Kalenichenko, Wang, Weyand, Andreetto, Adam, "MobileNets: Efficient Convolutional Neural
   Networks for Mobile Vision Applications", 2017, arXiv:1704.04861. Table 1 body (13 depthwise-separable convs, BN
@@ -22,8 +22,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnn_jax.models import layers
-from cnn_jax.models.mbconv import ACTIVATIONS, MBConvNet, StageDef, apply_blocks, build_blocks, round_channels
+from cnn_jax import layers
+from cnn_jax.layers.mbconv import ACTIVATIONS, MBConvNet, StageDef, apply_blocks, build_blocks, round_channels
 from cnn_jax.registry import ModelInfo, register_model, small_image_info
 
 # v1 Table 1 after the stem: (depthwise 3x3 -> 1x1) x 13.

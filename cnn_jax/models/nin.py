@@ -20,7 +20,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnn_jax.models.layers import Array, ClassifierModel, Conv, ModelOutput, Pool, check_images, conv_kernel_init
+from cnn_jax.layers import Array, ClassifierModel, Conv, ModelOutput, Pool, check_images, conv_kernel_init
 from cnn_jax.registry import ModelInfo, register_model
 
 PAPER = "Lin, Chen & Yan 2013, Network in network, arXiv:1312.4400"

@@ -36,80 +36,20 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnn_jax.models import layers
-from cnn_jax.models.layers import Array, ClassifierHead, Dtype, ModelOutput, Pool, check_images
+from cnn_jax import layers
+from cnn_jax.layers import (
+    Array,
+    ClassifierHead,
+    Dtype,
+    ModelOutput,
+    Pool,
+    check_images,
+    conv,
+    drop_branch,
+    run_stage,
+    stage_drop_path_rates,
+)
 from cnn_jax.registry import ModelInfo, register_model
-
-
-def conv(features: int, kernel_size: int, strides: int, *, name: str, dtype: Dtype, param_dtype: Dtype) -> layers.Conv:
-    """A bias-free square conv with PyTorch's symmetric padding (every conv of a pre-activation unit)."""
-    return layers.Conv(
-        features,
-        (kernel_size, kernel_size),
-        strides=strides,
-        padding=layers.conv_padding(kernel_size, strides),
-        use_bias=False,
-        kernel_init=layers.conv_kernel_init,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        name=name,
-    )
-
-
-def drop_branch(module: nn.Module, branch: Array, rate: float | Array, *, train: bool) -> Array:
-    """Stochastic depth on ``branch`` in training; ``rate`` may be a traced per-block value (scanned stages)."""
-    if not train or (isinstance(rate, float) and rate == 0.0):
-        return branch
-    return layers.drop_path(branch, rate, module.make_rng("dropout"))
-
-
-def stage_drop_path_rates(rate: float, depths: Sequence[int], rule: str) -> list[list[float]]:
-    """Per-stage lists of per-unit drop-path rates, ``rule`` applied over all units of the network."""
-    rates = layers.drop_path_rates(rate, sum(depths), rule)
-    starts = [sum(depths[:i]) for i in range(len(depths))]
-    return [rates[start : start + depth] for start, depth in zip(starts, depths, strict=True)]
-
-
-def run_stage(
-    block: Callable[..., nn.Module],
-    x: Array,
-    rates: Sequence[float],
-    *,
-    strides: int,
-    prefix: str,
-    train: bool,
-    scan: bool,
-) -> Array:
-    """Runs one stage: ``block(strides=..., name=...)`` makes a unit, called as ``unit(x, train=, drop_path_rate=)``.
-
-    The first unit (stride, projection) is ``{prefix}_block0``. The ``len(rates) - 1`` identical units after it are
-    ``{prefix}_block1...`` or, with ``scan``, a single ``nn.scan`` module ``{prefix}_blocks`` whose parameters,
-    BatchNorm statistics and captured intermediates are stacked on a leading axis and whose per-unit drop-path rates
-    are a scanned array.
-    """
-    x = block(strides=strides, name=f"{prefix}_block0")(x, train=train, drop_path_rate=rates[0])
-    rest = list(rates[1:])
-    if not scan:
-        for index, rate in enumerate(rest, start=1):
-            x = block(strides=1, name=f"{prefix}_block{index}")(x, train=train, drop_path_rate=rate)
-        return x
-    if not rest:
-        return x
-    # Zero rates stay a Python 0.0, so training without drop-path needs no "dropout" PRNG stream.
-    traced = any(rate > 0.0 for rate in rest)
-
-    def body(unit: nn.Module, carry: Array, rate: Array) -> tuple[Array, None]:
-        return unit(carry, train=train, drop_path_rate=rate if traced else 0.0), None
-
-    scanned = nn.scan(
-        body,
-        variable_axes={"params": 0, "batch_stats": 0, "intermediates": 0},
-        split_rngs={"params": True, "dropout": True},
-        length=len(rest),
-    )
-    x, _ = scanned(block(strides=1, name=f"{prefix}_blocks"), x, jnp.asarray(rest, jnp.float32))
-    return x
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Pre-activation units (He et al. 2016 Fig. 4e). Where the shape changes, the BN-ReLU is shared by both branches

@@ -15,8 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_jax.models.blocks import ResidualBlock
-from cnn_jax.models.layers import Array, Conv, ConvNormAct, Dtype, Pool, batch_norm, conv_kernel_init, make_divisible
+from cnn_jax.layers import Array, Conv, ConvNormAct, Dtype, Pool, batch_norm, conv_kernel_init, make_divisible
+from cnn_jax.layers.blocks import ResidualBlock
 from cnn_jax.models.resnet import DEPTHS, ResNet
 from cnn_jax.registry import ModelInfo, register_model
 

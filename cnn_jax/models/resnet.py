@@ -30,8 +30,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnn_jax.models.blocks import BasicBlock, Bottleneck, ResidualBlock
-from cnn_jax.models.layers import (
+from cnn_jax.layers import (
     Array,
     ClassifierHead,
     ClassifierModel,
@@ -42,6 +41,7 @@ from cnn_jax.models.layers import (
     check_images,
     drop_path_rates,
 )
+from cnn_jax.layers.blocks import BasicBlock, Bottleneck, ResidualBlock
 from cnn_jax.registry import ModelInfo, register_model
 
 # Stems, before the 3x3/2 max pool: (kernel, widths); the first conv has stride 2, each conv is conv-BN-ReLU.
@@ -50,12 +50,16 @@ STEMS: dict[str, tuple[int, tuple[int, ...]]] = {
     "c": (3, (32, 32, 64)),  # ResNet-C (Bag of Tricks Fig. 2b): three 3x3 convs
     "s": (3, (64, 64, 128)),  # Gluon ResNet-S: the deep stem twice as wide (SENet-154, ResNeSt-101)
 }
+# The stem's 3x3/2 max pool: padded by 1 (torchvision, timm), or unpadded keeping a partial last window (the Caffe
+# ports: Hu et al.'s released SENets, timm's legacy_senet154).
+STEM_POOLS: dict[str, dict[str, Any]] = {"padded": dict(padding=1), "ceil": dict(padding=0, ceil_mode=True)}
 
 
 class Stem(nn.Module):
     """The stem of ``STEMS[kind]`` followed by the 3x3 stride-2 max pool: output at 1/4 resolution."""
 
     kind: str = "b"
+    pool: str = "padded"
     dtype: Dtype = None
     param_dtype: Dtype = jnp.float32
 
@@ -63,12 +67,14 @@ class Stem(nn.Module):
     def __call__(self, x: Array, *, train: bool) -> Array:
         if self.kind not in STEMS:
             raise ValueError(f"unknown ResNet stem {self.kind!r}; expected one of {sorted(STEMS)}")
+        if self.pool not in STEM_POOLS:
+            raise ValueError(f"unknown ResNet stem_pool {self.pool!r}; expected one of {sorted(STEM_POOLS)}")
         kernel, widths = STEMS[self.kind]
         for i, width in enumerate(widths):
             x = ConvNormAct(
                 width, kernel, 2 if i == 0 else 1, dtype=self.dtype, param_dtype=self.param_dtype, name=f"conv{i + 1}"
             )(x, train=train)
-        return Pool("max", 3, 2, padding=1, name="pool")(x)
+        return Pool("max", 3, 2, name="pool", **STEM_POOLS[self.pool])(x)
 
 
 class ResNet(ClassifierModel):
@@ -79,6 +85,7 @@ class ResNet(ClassifierModel):
       block: the residual block class (``BasicBlock``, ``Bottleneck``, or another ``ResidualBlock``).
       stage_widths: the blocks' ``planes`` per stage; outputs are ``planes * block.expansion``.
       stem: a key of ``STEMS`` ("b" 7x7, "c" deep 32-32-64, "s" deep 64-64-128).
+      stem_pool: a key of ``STEM_POOLS``, the stem's max pool ("padded", or "ceil" as the Caffe-ported SENets).
       shortcut: projection-shortcut form, "conv" (option B) or "avg" (ResNet-D); see ``ResidualBlock``.
       down_kernel_size: kernel of the strided projection convs (3 in SENet-154).
       groups, base_width, reduce_first, se_reduction, stride_in_1x1: block options (see ``Bottleneck``).
@@ -93,6 +100,7 @@ class ResNet(ClassifierModel):
     block: type[ResidualBlock] = Bottleneck
     stage_widths: Sequence[int] = (64, 128, 256, 512)
     stem: str = "b"
+    stem_pool: str = "padded"
     shortcut: str = "conv"
     down_kernel_size: int = 1
     groups: int = 1
@@ -118,7 +126,7 @@ class ResNet(ClassifierModel):
     def __call__(self, images: Array, *, train: bool) -> ModelOutput:
         check_images(images, self.in_channels, type(self).__name__)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        x = Stem(self.stem, name="stem", **kw)(images, train=train)
+        x = Stem(self.stem, self.stem_pool, name="stem", **kw)(images, train=train)
         rates = iter(drop_path_rates(self.drop_path_rate, sum(self.stage_sizes), self.drop_path_rule))
         for stage, (repeats, planes) in enumerate(zip(self.stage_sizes, self.stage_widths, strict=True)):
             for index in range(repeats):

@@ -32,7 +32,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnn_jax.models import layers
+from cnn_jax import layers
 from cnn_jax.registry import ModelInfo, register_model, small_image_info
 
 Array = layers.Array

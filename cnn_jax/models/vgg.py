@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from cnn_jax.models.layers import (
+from cnn_jax.layers import (
     Array,
     ClassifierModel,
     Conv,

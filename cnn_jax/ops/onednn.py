@@ -11,7 +11,7 @@ NHWC/HWIO convolution whose forward and both gradients are those custom calls.
 The shared library is built on first use with the C++ compiler (``$CXX``, else ``g++``/``c++``), into
 ``$CNN_JAX_CACHE_DIR/ops`` (default ``~/.cache/cnn_jax/ops``), under a name hashing the source, the jaxlib version
 and the oneDNN location, so a rebuild happens only when one of them changes (~6 s). When the compiler or oneDNN is
-missing, :func:`available` is False, the reason is logged once, and :mod:`cnn_jax.models.conv_ops` keeps XLA's own
+missing, :func:`available` is False, the reason is logged once, and :mod:`cnn_jax.ops.conv_ops` keeps XLA's own
 convolutions. ``CNN_JAX_ONEDNN=0`` turns the kernels off; ``CNN_JAX_ONEDNN_ROOT`` names a oneDNN install prefix
 (with ``include/oneapi/dnnl/dnnl.hpp`` and ``lib/libdnnl.so``) other than the Python environment's.
 

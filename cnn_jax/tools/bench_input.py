@@ -52,7 +52,7 @@ import numpy as np
 from PIL import Image, features
 
 from cnn_jax.data import transforms
-from cnn_jax.machine import cpu_model
+from cnn_jax.reporting import cpu_model, markdown_table
 from cnn_jax.runtime import allocator
 
 SIZES = ((500, 375), (375, 500), (500, 333), (500, 500), (333, 500), (500, 400))  # (width, height)
@@ -157,13 +157,11 @@ def run(threads: Sequence[int], *, images: int, window: int, repeats: int, image
 
 
 def format_rows(rows: Sequence[dict]) -> str:
-    lines = ["| threads | path | wall img/s | img per CPU-s (per core) | spread (CPU) | per core / reference | "
-             "load avg |",
-             "|---|---|---|---|---|---|---|"]
-    for row in rows:
-        lines.append(f"| {row['threads']} | {row['path']} | {row['img_s']:.1f} | {row['per_core']:.1f} | "
-                     f"{100 * row['spread']:.0f} % | {row['vs_reference']:.2f} | {row['load']:.2f} |")
-    return "\n".join(lines)
+    header = ["threads", "path", "wall img/s", "img per CPU-s (per core)", "spread (CPU)", "per core / reference",
+              "load avg"]
+    return "\n".join(markdown_table(header, [
+        [row["threads"], row["path"], f"{row['img_s']:.1f}", f"{row['per_core']:.1f}", f"{100 * row['spread']:.0f} %",
+         f"{row['vs_reference']:.2f}", f"{row['load']:.2f}"] for row in rows]))
 
 
 def write_photo_folder(root: str | os.PathLike, *, train_images: int, eval_images: int, classes: int = 10,
@@ -231,14 +229,12 @@ def train_with_real_data(model: str, *, batch: int, steps: int, image_size: int,
 
 
 def format_train_rows(model: str, batch: int, rows: Sequence[dict]) -> str:
-    lines = ["| model | batch | run | steps | img/s | step s (median) | data wait (of step time) | longest wait s | "
-             "steps that waited | speed vs no pipeline work (median steps) | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {model} | {batch} | {r['run']} | {r['steps']} | {r['img_s']:.2f} | {r['step_s']:.2f} | "
-                     f"{100 * r['wait_fraction']:.2f} % | {r['max_wait_s']:.3f} | {r['waited_steps']} | "
-                     f"{r['vs_no_pipeline_work']:.2f} | {r['load']:.2f} |")
-    return "\n".join(lines)
+    header = ["model", "batch", "run", "steps", "img/s", "step s (median)", "data wait (of step time)",
+              "longest wait s", "steps that waited", "speed vs no pipeline work (median steps)", "load"]
+    return "\n".join(markdown_table(header, [
+        [model, batch, r["run"], r["steps"], f"{r['img_s']:.2f}", f"{r['step_s']:.2f}",
+         f"{100 * r['wait_fraction']:.2f} %", f"{r['max_wait_s']:.3f}", r["waited_steps"],
+         f"{r['vs_no_pipeline_work']:.2f}", f"{r['load']:.2f}"] for r in rows]))
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:

@@ -43,6 +43,7 @@ class Member:
     model: Any
     variables: dict[str, Any]
     config: ml_collections.ConfigDict | None  # the training config (None for imported weights)
+    convention: Any = None  # imported weights: their input convention (cnn_jax.weights.preprocessing)
 
 
 def _tree(value: Any) -> Any:
@@ -81,9 +82,9 @@ def load_member(path: str | pathlib.Path, *, ema: bool = False) -> Member:
                                 "weights directory (meta.json + variables/, from cnn_jax.tools.import_weights)")
     if ema:
         raise ValueError(f"{path}: --ema applies to training checkpoints; imported weights have no EMA copy")
-    model, variables, _ = weights.load_model(path)  # the registered model with the saved create_model arguments
-    variables = {k: _tree(v) for k, v in variables.items() if v}
-    return Member(str(path), model, variables, None)
+    pretrained = weights.load_model(path)  # the registered model with the saved create_model arguments
+    variables = {k: _tree(v) for k, v in pretrained.variables.items() if v}
+    return Member(str(path), pretrained.model, variables, None, pretrained.convention)
 
 
 def load_dataset(config: ml_collections.ConfigDict):
@@ -96,14 +97,27 @@ def load_dataset(config: ml_collections.ConfigDict):
         data.max_train_examples, data.max_eval_examples)
 
 
-def eval_batches(config: ml_collections.ConfigDict):
-    """Exact evaluation batches ``(images, labels, mask)`` of ``config``'s eval split."""
+def input_stats(members: Sequence[Member], config: ml_collections.ConfigDict, dataset) -> tuple[tuple, tuple]:
+    """The eval pipeline's ``(mean, std)``: the imported members' input convention where every member is imported
+    weights of one convention, else the config's (``pipeline.input_stats``)."""
+    from cnn_jax.data import pipeline
+
+    conventions = {(m.convention.mean, m.convention.std) for m in members if m.convention is not None}
+    if len(conventions) == 1 and all(m.config is None for m in members):
+        return next(iter(conventions))
+    return pipeline.input_stats(config, dataset)[:2]
+
+
+def eval_batches(config: ml_collections.ConfigDict, members: Sequence[Member] = ()):
+    """Exact evaluation batches ``(images, labels, mask)`` of ``config``'s eval split, normalised with
+    :func:`input_stats`, and that ``(mean, std)``."""
     from cnn_jax.data import pipeline
 
     dataset = load_dataset(config)
-    transform = pipeline.make_transforms(config, dataset).eval
+    stats = input_stats(members, config, dataset)
+    transform = pipeline.make_transforms(config, dataset, stats).eval
     return pipeline.eval_batches(dataset.eval, transform, global_batch=config.train.eval_batch,
-                                 num_threads=config.data.get("num_threads"))
+                                 num_threads=config.data.get("num_threads")), stats
 
 
 def _topk_hits(scores: jax.Array, labels: jax.Array, k: int) -> jax.Array:
@@ -123,8 +137,20 @@ def combine(logits: jax.Array, how: str = "probs") -> jax.Array:
     raise ValueError(f"--combine {how!r}; expected one of {COMBINES}")
 
 
-def evaluate_ensemble(members: Sequence[Member], batches, *, how: str = "probs") -> dict[str, dict[str, float]]:
-    """Top-1, top-5 and loss of every member and of the ensemble, in one pass over ``batches``.
+def _forward(member: Member, stats: tuple[tuple, tuple] | None):
+    """``images -> logits`` of ``member``; imported weights whose input convention differs from the pipeline's
+    ``stats`` get the images re-normalised per channel (exact except where the eval transform padded)."""
+    model = member.model
+    if member.convention is None or stats is None or (member.convention.mean, member.convention.std) == tuple(stats):
+        return jax.jit(lambda v, x: model.apply(v, x, train=False).logits)
+    scale, shift = member.convention.renormalizer(*stats)
+    return jax.jit(lambda v, x: model.apply(v, x * scale + shift, train=False).logits)
+
+
+def evaluate_ensemble(members: Sequence[Member], batches, *, how: str = "probs",
+                      stats: tuple[tuple, tuple] | None = None) -> dict[str, dict[str, float]]:
+    """Top-1, top-5 and loss of every member and of the ensemble, in one pass over ``batches`` (normalised with
+    ``stats``, ``(mean, std)``, which imported members are re-normalised from where their convention differs).
 
     Returns ``{member name: metrics, ..., "ensemble": metrics}``; each metrics dict has ``top1``, ``top5``,
     ``loss``, ``examples``.
@@ -134,7 +160,7 @@ def evaluate_ensemble(members: Sequence[Member], batches, *, how: str = "probs")
     names = [m.name for m in members]
     if len(set(names)) != len(names):  # the same directory twice: keep the entries apart
         names = [f"{n} [{i}]" for i, n in enumerate(names)]
-    forwards = [jax.jit(lambda v, x, m=m.model: m.apply(v, x, train=False).logits) for m in members]
+    forwards = [_forward(m, stats) for m in members]
 
     @jax.jit
     def score(stacked_logits, labels, mask):
@@ -200,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         members = [load_member(p, ema=args.ema) for p in args.checkpoints]
         config = _data_config(members, args.config_file, rest)
-        results = evaluate_ensemble(members, eval_batches(config), how=args.combine)
+        batches, stats = eval_batches(config, members)
+        results = evaluate_ensemble(members, batches, how=args.combine, stats=stats)
     except (FileNotFoundError, KeyError, ValueError) as error:
         parser.error(str(error))
     print(format_table(results, args.combine))

@@ -22,7 +22,7 @@ import cnn_jax
 from cnn_jax import weights
 from cnn_jax.config import parse_value
 from cnn_jax.weights import convert as conversion
-from cnn_jax.weights import mappings, sources
+from cnn_jax.weights import mappings, preprocessing, sources
 
 
 @dataclasses.dataclass
@@ -45,14 +45,15 @@ class ImportResult:
             lines.append(f"  UNUSED source tensors ({len(c.unused)}): {shown}")
         else:
             lines.append("  every source tensor was used")
-        for layer in self.meta.get("preprocessing", []):
-            lines.append(f"  preprocessing layer {layer['layer']} ({layer['class']}) is not part of the model: "
-                         "apply it in the input pipeline (values in meta.json)")
+        convention = preprocessing.InputConvention.from_meta(self.meta["input"])
+        lines.append(f"  input: {convention.describe()}; weights.load_model(DIR).preprocess applies it, and "
+                     "evaluate / train.init_from use it")
+        lines.append("  outputs: logits (no softmax)")
         return "\n".join(lines)
 
 
 def _classes_from_head(src: sources.Source, mapping: mappings.Mapping) -> int:
-    name = mapping.source_name(mapping.head, mappings.Context(frozenset()))
+    name = mapping.source_name(mapping.head, mappings.Context(frozenset(), src))
     key = f"{name}.weight"
     if key not in src.tensors:
         raise conversion.ConversionError(f"{src.path}: no classifier tensor {key!r} to read num_classes from; "
@@ -69,16 +70,19 @@ def import_weights(
     num_classes: int | None = None,
     overrides: dict[str, Any] | None = None,
     bn_eps: float | None = None,
+    input_convention: preprocessing.InputConvention | None = None,
 ) -> ImportResult:
     """Converts checkpoint ``src`` of format ``fmt`` into variables of the registered ``model``; saves them to
     ``out`` (a :mod:`cnn_jax.weights` directory) when given.
 
     Args:
-      fmt: "torchvision", "timm" or "keras".
+      fmt: one of ``mappings.FORMATS`` ("timm_tf": timm's TF-ported ``tf_*`` weights).
       model: a registered cnn_jax model name (``mappings.supported_models(fmt)`` lists the supported ones).
       num_classes: classifier width; default: read from the file's classifier.
       overrides: extra ``create_model`` arguments (over the mapping's conventions), e.g. ``{"padding": "same"}``.
       bn_eps: the source's BatchNorm epsilon where it differs from the family's (PyTorch files do not store it).
+      input_convention: the images the weights expect, where not the family's published convention (a model
+        trained with another normalisation).
     """
     mapping = mappings.find_mapping(fmt, model)
     if fmt == "keras":
@@ -90,11 +94,14 @@ def import_weights(
     else:
         source = sources.read_torch(src)
         num_classes = num_classes or _classes_from_head(source, mapping)
-    arguments = {**mapping.overrides, **(overrides or {}), "num_classes": num_classes}
+    arguments = {**mapping.overrides_for(source), **(overrides or {}), "num_classes": num_classes}
     arguments.setdefault("in_channels", cnn_jax.model_info(model).in_channels)
     net = cnn_jax.create_model(model, **arguments)
     target = conversion.describe_target(net, cnn_jax.model_info(model).min_resolution, arguments["in_channels"])
     result = conversion.convert(source, mapping, target, bn_eps=bn_eps)
+    if input_convention is None:
+        input_convention = (preprocessing.from_keras_layers(source.preprocessing) if source.preprocessing
+                            else mapping.input)
     meta = {
         "model": model,
         "overrides": arguments,
@@ -103,6 +110,7 @@ def import_weights(
         "mapping": mapping.family,
         "conversions": dict(result.conversions),
         "unused_source_tensors": result.unused,
+        "input": input_convention.to_meta(),
     }
     if mapping.note:
         meta["note"] = mapping.note
@@ -120,6 +128,13 @@ def _parse_override(text: str) -> tuple[str, Any]:
     return key, parse_value(value)  # a literal, else a bare string such as "same"
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated numbers, e.g. 0.5,0.5,0.5") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cnn_jax.tools.import_weights", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,10 +146,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--override", action="append", type=_parse_override, default=[], metavar="KEY=VALUE",
                         help="extra create_model argument, repeatable (e.g. padding=same)")
     parser.add_argument("--bn_eps", type=float, help="source BatchNorm epsilon, where not the family's default")
+    parser.add_argument("--mean", type=_floats, help="input mean per RGB channel on the 0..1 scale, e.g. 0.5,0.5,0.5, "
+                                                     "where the weights were not trained with the family's")
+    parser.add_argument("--std", type=_floats, help="input std per RGB channel (with --mean)")
     args = parser.parse_args(argv)
+    if (args.mean is None) != (args.std is None):
+        parser.error("--mean and --std go together")
+    convention = (preprocessing.InputConvention(args.mean, args.std, "given on the command line")
+                  if args.mean is not None else None)
     try:
         result = import_weights(args.format, args.model, args.src, args.out, num_classes=args.num_classes,
-                                overrides=dict(args.override), bn_eps=args.bn_eps)
+                                overrides=dict(args.override), bn_eps=args.bn_eps, input_convention=convention)
     except (ValueError, FileNotFoundError, TypeError) as error:
         print(f"import_weights: error: {error}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ from typing import Any
 
 from cnn_jax.analysis import ModelStats, model_stats
 from cnn_jax.registry import list_models, model_info
+from cnn_jax.reporting import markdown_table, pyplot
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 _SHARED = REPO.parent / "shared" / "reference" / "models.csv"
@@ -118,15 +119,6 @@ def report_results(roots: Sequence[pathlib.Path], out: pathlib.Path, *, table: b
 # Charts and tables.
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def bubble_chart(points: Sequence[ReferencePoint], out: pathlib.Path, *,
                  reference_path: pathlib.Path = DEFAULT_REFERENCE) -> list[pathlib.Path]:
     """``accuracy_vs_macs.{png,svg}``: ImageNet top-1 vs GMACs, bubble area proportional to parameters, one
@@ -135,7 +127,7 @@ def bubble_chart(points: Sequence[ReferencePoint], out: pathlib.Path, *,
 
     from cnn_jax.tools.results import place_labels
 
-    plt = _pyplot()
+    plt = pyplot()
     plotted = [p for p in points if p.top1 is not None]
     if not plotted:
         raise ValueError("no registered model has a reference accuracy row with its exact parameter count")
@@ -204,10 +196,9 @@ def write_table(points: Sequence[ReferencePoint], out: pathlib.Path) -> tuple[pa
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-    md = ["| " + " | ".join(header) + " |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-    for r in rows:
-        md.append(f"| `{r[0]}` | {r[1]} | {r[2]} | {r[3]:,} | {r[4] / 1e9:.3g} G | {r[5]:,} | "
-                  f"{r[6] if r[6] != '' else '–'} | {r[7] or '–'} |")
+    md = markdown_table(header, [[f"`{r[0]}`", r[1], r[2], f"{r[3]:,}", f"{r[4] / 1e9:.3g} G", f"{r[5]:,}",
+                                  r[6] if r[6] != "" else "–", r[7] or "–"] for r in rows],
+                        numeric=[False, *[True] * 6, False])
     md_path = out / "model_sizes.md"
     md_path.write_text("\n".join(md) + "\n")
     return csv_path, md_path
@@ -221,7 +212,7 @@ def layer_data(stats: ModelStats) -> list[dict[str, Any]]:
 
 def layer_plot(stats: ModelStats, out: pathlib.Path) -> list[pathlib.Path]:
     """``layers_<model>.{png,svg}``: memory, parameters and FLOPs of each layer (bars coloured by kind)."""
-    plt = _pyplot()
+    plt = pyplot()
     data = layer_data(stats)
     kinds = {"conv": "tab:blue", "dense": "tab:red", "pool": "tab:green", "norm": "tab:gray", "other": "tab:purple"}
     fig, axes = plt.subplots(3, 1, figsize=(max(8.0, 0.28 * len(data) + 3), 9), sharex=True)

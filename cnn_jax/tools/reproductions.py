@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from cnn_jax import sweeps
+from cnn_jax.reporting import markdown_table, pyplot
 from cnn_jax.tools import results
 from cnn_jax.train.metrics import read_launches, read_metrics
 
@@ -198,15 +199,6 @@ def separated(a: sweeps.Summary, b: sweeps.Summary) -> bool | None:
 # Plot helpers.
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _error_axis(ax) -> None:
     """Log-scale error axis with plain tick labels (2, 5, 10, 20 %, not 2 x 10^1)."""
     from matplotlib.ticker import FormatStrFormatter
@@ -260,9 +252,9 @@ def _points_by_model(records: Sequence[results.RunRecord]) -> list[results.Point
 
 def fashion_mnist_table(points: Sequence[results.Point]) -> list[str]:
     """Markdown rows: model, size, recipe, seeds, test top-1 against target and published figure, time, command."""
-    header = ("| model | params | MACs | epochs | seeds | test top-1 (%) | target | met | published (Fashion-MNIST "
-              "benchmark) | wall time per run | command (seed 0) |")
-    lines = [header, "|" + "---|" * 11]
+    header = ["model", "params", "MACs", "epochs", "seeds", "test top-1 (%)", "target", "met",
+              "published (Fashion-MNIST benchmark)", "wall time per run", "command (seed 0)"]
+    body = []
     for point in points:
         first = point.first
         model = first.config.model.name
@@ -283,18 +275,17 @@ def fashion_mnist_table(points: Sequence[results.Point]) -> list[str]:
                  seeds, score.format(100), f"{100 * target.top1:.1f}" if target else "–", met,
                  target.published if target else "–", mean_wall_time(point),
                  f"`{command}`" if command else "not recorded"]
-        lines.append("| " + " | ".join(cells) + " |")
+        body.append(cells)
     done = {p.first.config.model.name for p in points}
     for model, target in FASHION_MNIST_TARGETS.items():
         if model not in done:
-            cells = [model, "–", "–", "–", "–", "not run yet", f"{100 * target.top1:.1f}", "–", target.published,
-                     "–", "–"]
-            lines.append("| " + " | ".join(cells) + " |")
-    return lines
+            body.append([model, "–", "–", "–", "–", "not run yet", f"{100 * target.top1:.1f}", "–", target.published,
+                         "–", "–"])
+    return markdown_table(header, body)
 
 
 def fashion_mnist_figure(points: Sequence[results.Point], stem: pathlib.Path) -> list[pathlib.Path]:
-    plt = _pyplot()
+    plt = pyplot()
     fig, (test_ax, train_ax) = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     colours = plt.get_cmap("tab10")
     for index, point in enumerate(points):
@@ -386,7 +377,7 @@ def degradation_verdicts(summaries: Mapping[str, Mapping[str, sweeps.Summary]]) 
 
 
 def degradation_figure(points: Sequence[results.Point], stem: pathlib.Path) -> list[pathlib.Path]:
-    plt = _pyplot()
+    plt = pyplot()
     by_model = {p.first.config.model.name: p for p in points if p.finished}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, (family, shallow, deep) in zip(axes, DEGRADATION_PAIRS, strict=True):
@@ -419,14 +410,14 @@ def degradation_report(directory: pathlib.Path) -> dict[str, Any]:
     summaries = degradation_summaries(points)
     verdicts = degradation_verdicts(summaries)
     figure = degradation_figure(points, directory / "curves")
-    rows = ["| model | seeds | final training error (%) | final test error (%) | wall time per run |",
-            "|---|---|---|---|---|"]
+    body = []
     for point in points:
         model = point.first.config.model.name
-        if model not in summaries:
-            continue
-        rows.append(f"| {model} | {finished_seeds(point)} | {summaries[model]['train'].format(100)} | "
-                    f"{summaries[model]['test'].format(100)} | {mean_wall_time(point)} |")
+        if model in summaries:
+            body.append([model, finished_seeds(point), summaries[model]["train"].format(100),
+                         summaries[model]["test"].format(100), mean_wall_time(point)])
+    rows = markdown_table(["model", "seeds", "final training error (%)", "final test error (%)", "wall time per run"],
+                          body)
     page = write_page(
         directory, title="The degradation problem (He et al. 2015, Sec. 4.2, Fig. 6) on Fashion-MNIST",
         intro=". Plain-20/56 are "
@@ -542,7 +533,7 @@ def compound_verdicts(scaled: Sequence[ScaledPoint]) -> list[str]:
 
 
 def compound_figure(scaled: Sequence[ScaledPoint], stem: pathlib.Path) -> list[pathlib.Path]:
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import FormatStrFormatter
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -586,14 +577,15 @@ def compound_report(directory: pathlib.Path) -> dict[str, Any]:
     verdicts = compound_verdicts(scaled)
     figure = compound_figure(scaled, directory / "accuracy_vs_macs")
     baseline = next((p for p in scaled if p.series == "baseline"), None)
-    rows = ["| series | point | depth, width | input (px) | params | MACs (M) | vs baseline | seeds | test top-1 (%) "
-            "| wall time per run |", "|---|---|---|---|---|---|---|---|---|---|"]
+    body = []
     for p in scaled:
         model = p.point.first.config.model
         ratio = f"{p.macs / baseline.macs:.2f}x" if baseline else "–"
-        rows.append(f"| {p.series} | {p.name} | {model.depth_mult:g}, {model.width_mult:g} | {p.resolution} | "
-                    f"{p.params:,} | {p.macs / 1e6:.2f} | {ratio} | "
-                    f"{finished_seeds(p.point)} | {p.score.format(100)} | {mean_wall_time(p.point)} |")
+        body.append([p.series, p.name, f"{model.depth_mult:g}, {model.width_mult:g}", p.resolution, f"{p.params:,}",
+                     f"{p.macs / 1e6:.2f}", ratio, finished_seeds(p.point), p.score.format(100),
+                     mean_wall_time(p.point)])
+    rows = markdown_table(["series", "point", "depth, width", "input (px)", "params", "MACs (M)", "vs baseline",
+                           "seeds", "test top-1 (%)", "wall time per run"], body)
     page = write_page(
         directory, title="Compound scaling against one dimension (Tan & Le 2019, Fig. 8 / Table 3) on Fashion-MNIST",
         intro=" (`experiments/sweeps/compound_scaling.py` on `experiments/fashion_mnist/mbconv_scaling.py`). A small "

@@ -30,6 +30,7 @@ import ml_collections
 
 from cnn_jax import sweeps
 from cnn_jax.config import flatten
+from cnn_jax.reporting import markdown_table, pyplot
 from cnn_jax.train.metrics import LAUNCHES_FILE, read_metrics
 
 FINAL = "final_metrics.json"
@@ -329,7 +330,7 @@ def write_table(points: Sequence[Point], stem: pathlib.Path) -> tuple[pathlib.Pa
     if not any(r["sweep"] for r in rows):
         shown.remove("sweep")
     header = [*shown, *(f"{m} (%)" for m in METRICS), "train time (s)"]
-    md = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    body = []
     for point, row in zip(points, rows, strict=True):
         cells = []
         for column in shown:
@@ -337,7 +338,8 @@ def write_table(points: Sequence[Point], stem: pathlib.Path) -> tuple[pathlib.Pa
             cells.append(f"{value:,}" if column in ("params", "macs") else _cell(value))
         cells += [point.score(m).format(100) for m in METRICS]
         cells.append(f"{row['train time (s)']:.0f}" if row["train time (s)"] != "" else "–")
-        md.append("| " + " | ".join(cells) + " |")
+        body.append(cells)
+    md = markdown_table(header, body)
     md.append("")
     md.append("Top-1/top-5: mean ± sample std over the finished seeds (n). Train time: the logged training "
               "windows per run, averaged over seeds (start-up and evals excluded).")
@@ -445,12 +447,9 @@ def runs_figure(points: Sequence[Point], *, axis: str = "macs", title: str = "",
     """Mean ``metric`` (%) of each point against ``axis``, error bars = std over seeds; colour = series, marker
     = stage; finished points of a series other than a search joined in x order; unfinished points hollow (their
     last logged eval) and left out of lines and of "best", which circles the best finished point."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    plt = pyplot()
     shown = plotted_points(points, axis, metric)
     if not shown:
         return None, shown

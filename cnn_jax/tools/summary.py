@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 
 from cnn_jax.analysis import ModelStats, model_stats
 from cnn_jax.registry import list_models, model_info
+from cnn_jax.reporting import markdown_table, text_table
 
 DEFAULT_REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "tests" / "reference" / "param_counts.csv"
 README_START = "<!-- model-table:start -->"
@@ -35,18 +36,9 @@ MACS_HEADER = "MACs (what the lecture calls FLOPs)"
 
 
 def _render(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool, numeric: Sequence[bool]) -> str:
-    """A markdown table, or plain text with aligned columns (numbers right-aligned)."""
     if markdown:
-        rule = ["---:" if n else "---" for n in numeric]
-        return "\n".join("| " + " | ".join(cells) + " |" for cells in (headers, rule, *rows))
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells, widths, numeric, strict=True)
-        ).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+        return "\n".join(markdown_table(headers, rows, numeric=numeric))
+    return text_table(headers, rows, numeric=numeric)
 
 
 def _short(value: float, decimals: int) -> str:

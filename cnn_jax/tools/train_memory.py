@@ -6,28 +6,26 @@ Compares a boolean model option, e.g. DenseNet's rematerialisation::
     python -m cnn_jax.tools.train_memory densenet_bc100_k12 --num-classes 10 --batch 64 --resolution 32 \
         --compare memory_efficient
 
-The step is the one a trainer runs: forward in train mode, cross-entropy, gradients, BatchNorm statistics and a
-plain SGD update, with the variables donated. ``temp`` is XLA's scratch (the stored activations live there);
-``total = argument + output + temp - alias`` bounds what the step holds at once.
+The step is the trainer's own (``cnn_jax.train.steps.make_train_step``: forward in train mode, cross-entropy,
+gradients, BatchNorm statistics, the logged metrics, behind the non-finite guard) with plain SGD, the state donated.
+``temp`` is XLA's scratch (the stored activations live there); ``total = argument + output + temp - alias`` bounds
+what the step holds at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 import cnn_jax
+from cnn_jax.reporting import describe_machine
 from cnn_jax.runtime.startup import KEEP_REMAT_OPTIONS
 
 MIB = 2**20
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,29 +51,27 @@ def train_step_memory(
     learning_rate: float = 0.1,
     keep_remat: bool = True,
 ) -> StepMemory:
-    """Compiles one SGD training step of ``model`` on ``(batch, resolution, resolution, in_channels)`` images.
+    """Compiles the trainer's step (``steps.make_train_step`` behind its non-finite guard, the state donated) for
+    ``model`` on ``(batch, resolution, resolution, in_channels)`` images, with plain SGD (no optimizer state).
 
     ``keep_remat`` compiles with :data:`KEEP_REMAT_OPTIONS` on CPU, so rematerialisation survives as it does on
     GPU/TPU; ``False`` measures XLA:CPU's default pipeline.
     """
+    from cnn_jax.config import base_config
+    from cnn_jax.train import optim, steps
+
+    config = base_config()
+    config.optimizer.update(name="sgd", momentum=0.0, nesterov=False, weight_decay=0.0, schedule="constant",
+                            warmup_epochs=0.0)
+    lr_fn = optim.learning_rate_schedule(config.optimizer, learning_rate, 1, 1)
+    tx = optim.make_optimizer(config.optimizer, lr_fn)
     images = jax.ShapeDtypeStruct((batch, resolution, resolution, in_channels), jnp.float32)
     labels = jax.ShapeDtypeStruct((batch,), jnp.int32)
-    rng = jax.random.key(0)
-    variables = jax.eval_shape(lambda x: model.init(rng, x, train=False), images)
-
-    def step(variables, images, labels, rng):
-        def loss_fn(params):
-            out, new_state = model.apply(
-                {**variables, "params": params}, images, train=True, rngs={"dropout": rng}, mutable=["batch_stats"]
-            )
-            return optax.softmax_cross_entropy_with_integer_labels(out.logits, labels).mean(), new_state
-
-        grads, new_state = jax.grad(loss_fn, has_aux=True)(variables["params"])
-        params = jax.tree_util.tree_map(lambda p, g: p - learning_rate * g, variables["params"], grads)
-        return {**variables, **new_state, "params": params}
-
+    state = jax.eval_shape(steps.state_initializer(model, tx, images.shape), jax.random.key(0))
+    step = steps.with_nonfinite_guard(steps.make_train_step(model, tx, config, lr_fn))
+    first_bad = jax.ShapeDtypeStruct((), jnp.int32)
+    lowered = jax.jit(step, donate_argnums=0).lower(state, first_bad, images, labels, jax.random.key(1))
     options = KEEP_REMAT_OPTIONS if keep_remat and jax.default_backend() == "cpu" else {}
-    lowered = jax.jit(step, donate_argnums=0).lower(variables, images, labels, rng)
     stats = lowered.compile(compiler_options=options).memory_analysis()
     if stats is None:
         raise RuntimeError(f"the {jax.default_backend()} backend gives no memory analysis of compiled programs")
@@ -85,13 +81,6 @@ def train_step_memory(
         temp_bytes=stats.temp_size_in_bytes,
         alias_bytes=stats.alias_size_in_bytes,
     )
-
-
-def machine() -> str:
-    """The device and host the figures were compiled for."""
-    device = jax.devices()[0]
-    host = f"{os.cpu_count()} host cores ({platform.machine()})"
-    return f"{device.platform}:{device.device_kind}, {host}, jax {jax.__version__}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     in_channels = cnn_jax.model_info(args.model).in_channels
     settings = [{}] if args.compare is None else [{args.compare: False}, {args.compare: True}]
     pipeline = "XLA:CPU default passes" if args.cpu_default_pipeline else "remat barriers kept"
-    print(f"# {machine()}; {pipeline}")
+    print(f"# {describe_machine()}; {pipeline}")
     print("model | batch | resolution | option | argument MiB | output MiB | temp MiB | total MiB")
     for batch in args.batch:
         for overrides in settings:

@@ -35,7 +35,7 @@ from cnn_jax.data import pipeline, sources
 from cnn_jax.runtime import parallel, startup
 from cnn_jax.train import optim, steps
 from cnn_jax.train.checkpoint import Checkpointer, CheckpointMismatchError, abstract_with_shardings
-from cnn_jax.train.metrics import MetricWriter
+from cnn_jax.train.metrics import DataWaitMeter, MetricWriter
 from cnn_jax.train.workdir import config_differences, read_saved_config, workdir_lock
 from cnn_jax.weights import transfer
 
@@ -278,6 +278,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
             state = jax.jit(init_state, out_shardings=replicated)(None, params, batch_stats)
         return state
 
+    if jax.process_index() == 0 and config.train.init_from:
+        mean, std, origin = pipeline.input_stats(config, dataset)
+        print(f"input normalisation: mean {mean}, std {std}: {origin}", flush=True)
     if jax.process_index() == 0:
         print(f"{config.model.name}: {sum(x.size for x in jax.tree_util.tree_leaves(abstract.params)):,} "
               f"parameters, {schedule.total_steps} steps ({schedule.steps_per_epoch}/epoch), "
@@ -308,7 +311,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                 "gradient clipping (optimizer.clip_global_norm)")
 
     eval_metrics: dict[str, float] = {}
-    step, window_start, window_steps, data_wait = start_step, time.time(), 0, 0.0
+    step, window_start, window_steps = start_step, time.time(), 0
+    data_wait = DataWaitMeter()
     # Each step's loss and top-1 since the last log (device scalars, fetched at the log): the logged train/loss and
     # train/top1 are means over the window, so they measure training error over the epoch, not one batch's.
     window: list[tuple[jax.Array, jax.Array]] = []
@@ -316,11 +320,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     try:
         with _Preemption() as preemption:
             while step < stop_step:
-                wait_start = time.time()
-                images, labels = next(batches)  # already on the devices: the prefetch thread places the batches
-                # Steps run asynchronously: a wait that ends before the previous step finishes idles no device.
-                if previous_loss is None or previous_loss.is_ready():
-                    data_wait += time.time() - wait_start
+                # Already on the devices: the prefetch thread places the batches.
+                images, labels = data_wait.next_batch(
+                    batches, lambda loss=previous_loss: loss is None or loss.is_ready())
                 state, first_bad, metrics = train_step(state, first_bad, images, labels, rng)
                 previous_loss = metrics["train/loss"]
                 window.append((metrics["train/loss"], metrics["train/top1"]))
@@ -339,13 +341,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                     images_per_s = window_steps * config.train.global_batch / max(elapsed, 1e-9)
                     eta = (schedule.total_steps - step) * elapsed / window_steps
                     metrics |= {"train/images_per_s": images_per_s, "train/step_time_s": elapsed / window_steps,
-                                "train/data_wait_fraction": data_wait / max(elapsed, 1e-9)}
+                                "train/data_wait_fraction": data_wait.fraction(elapsed)}
                     writer.write(step, metrics)
                     if jax.process_index() == 0:
                         print(f"step {step}/{schedule.total_steps} epoch {step / schedule.steps_per_epoch:.2f} "
                               f"loss {metrics['train/loss']:.4f} top1 {metrics['train/top1']:.3f} "
                               f"{images_per_s:.0f} img/s ETA {eta:.0f}s", flush=True)
-                    window_start, window_steps, data_wait = time.time(), 0, 0.0
+                    window_start, window_steps = time.time(), 0
                 if step % schedule.eval_every_steps == 0 or last:
                     check_finite(step)
                     eval_args = (dataset, transforms.eval, config, mesh)

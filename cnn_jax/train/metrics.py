@@ -10,7 +10,7 @@ import time
 
 import jax
 
-from cnn_jax.machine import cpu_model
+from cnn_jax.reporting import cpu_model
 
 LAUNCHES_FILE = "launches.jsonl"  # launch.py appends each invocation (time, machine, command line) to it
 
@@ -73,6 +73,31 @@ class MetricWriter:
         if self.enabled:
             self.jsonl.close()
             self.tensorboard.close()
+
+
+class DataWaitMeter:
+    """The time the devices sat idle waiting for the input pipeline, per log window.
+
+    Steps run asynchronously: waiting for a batch idles the devices only if the previous step had finished by then
+    (``previous_step_done``); a wait that overlaps a running step costs nothing and is not counted.
+    """
+
+    def __init__(self, clock=time.time):
+        self.clock = clock
+        self.waited = 0.0
+
+    def next_batch(self, batches, previous_step_done) -> object:
+        """``next(batches)``, counting its duration as idle time if ``previous_step_done()`` says so after it."""
+        start = self.clock()
+        batch = next(batches)
+        if previous_step_done():
+            self.waited += self.clock() - start
+        return batch
+
+    def fraction(self, elapsed: float) -> float:
+        """The idle share of a window of ``elapsed`` seconds; starts the next window."""
+        fraction, self.waited = self.waited / max(elapsed, 1e-9), 0.0
+        return fraction
 
 
 def read_metrics(workdir: str | pathlib.Path) -> list[dict]:

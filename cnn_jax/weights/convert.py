@@ -209,6 +209,10 @@ def convert(source: Source, mapping: Mapping, target: TargetModel, *, bn_eps: fl
             counts.update(how)
             params.update({f"{unit.path}/{k}": v for k, v in scale_bias.items()})
             stats.update({f"{unit.path}/{k}": v for k, v in mean_var.items()})
+    if mapping.bgr_input_conv:  # Keras "caffe" mode: the first conv read BGR; reversing its input channels is exact
+        kernel = params[f"{mapping.bgr_input_conv}/kernel"]
+        params[f"{mapping.bgr_input_conv}/kernel"] = np.ascontiguousarray(kernel[:, :, ::-1, :])
+        counts[layout.BGR_TO_RGB] += 1
     unused = sorted(set(source.tensors) - tensors.used)
     variables = {
         "params": traverse_util.unflatten_dict({k: np.asarray(v, np.float32) for k, v in params.items()}, sep="/"),
@@ -233,7 +237,10 @@ def _kernel(unit: Unit, raw: np.ndarray, name: str, shape: tuple[int, ...], mapp
             return layout.keras_depthwise_to_hwio(raw), layout.DEPTHWISE_KERAS
         _check(name, raw, shape, where, shape, source)
         return raw, layout.CONV_HWIO
-    if source.layout == "torch":
+    if source.layout == "torch" and raw.ndim == 4:  # a classifier written as a 1x1 conv (timm's ResNetV2)
+        _check(name, raw, (shape[1], shape[0], 1, 1), where, shape, source)
+        kernel, how = layout.dense_out_in_to_in_out(raw[:, :, 0, 0]), layout.DENSE_FROM_1X1
+    elif source.layout == "torch":
         _check(name, raw, (shape[1], shape[0]), where, shape, source)
         kernel, how = layout.dense_out_in_to_in_out(raw), layout.DENSE_OUT_IN
     else:

@@ -19,10 +19,12 @@ CONV_HWIO = "conv HWIO (unchanged)"
 DEPTHWISE_KERAS = "depthwise (kh, kw, C, m) -> (kh, kw, 1, C*m)"
 DENSE_OUT_IN = "dense (out, in) -> (in, out)"
 DENSE_IN_OUT = "dense (in, out) (unchanged)"
+DENSE_FROM_1X1 = "1x1 conv (out, in, 1, 1) -> dense (in, out)"
 DENSE_CHW_ROWS = "dense after flatten: rows (C, H, W) -> (H, W, C)"
 BATCHNORM = "BatchNorm weight/bias/running_mean/running_var -> scale/bias/mean/var"
 FOLD_CONV_BIAS = "conv bias folded into the next BatchNorm's mean"
 FOLD_EPSILON = "BatchNorm epsilon difference folded into var"
+BGR_TO_RGB = "input channels of the first conv reversed (BGR input -> RGB)"
 
 
 def conv_oihw_to_hwio(weight: np.ndarray, groups: int = 1) -> tuple[np.ndarray, str]:
@@ -103,3 +105,18 @@ def batchnorm(
             raise ValueError(f"cannot fold BatchNorm epsilon {source_eps} into a model using {target_eps}: a running "
                              "variance would become negative; pick the model's matching norm convention")
     return {"scale": gamma, "bias": beta}, {"mean": mean, "var": var}, conversions
+
+
+# ---- The inverse conversions (export to PyTorch state dicts) -----------------------------------------------------
+def conv_hwio_to_oihw(kernel: np.ndarray) -> np.ndarray:
+    """A Flax conv kernel ``(kh, kw, in / groups, out)`` as a PyTorch weight ``(out, in / groups, kh, kw)``."""
+    return np.ascontiguousarray(np.transpose(kernel, (3, 2, 0, 1)))
+
+
+def dense_rows_hwc_to_chw(kernel: np.ndarray, channels: int) -> np.ndarray:
+    """The inverse of :func:`dense_rows_chw_to_hwc`."""
+    rows, out = kernel.shape
+    side = int(round((rows // channels) ** 0.5))
+    if channels * side * side != rows:
+        raise ValueError(f"dense kernel with {rows} input rows is not a flattened H x H x {channels} map")
+    return kernel.reshape(side, side, channels, out).transpose(2, 0, 1, 3).reshape(rows, out)

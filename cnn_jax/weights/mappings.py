@@ -21,6 +21,8 @@ from collections.abc import Callable
 from collections.abc import Mapping as MappingType
 from typing import Any
 
+from cnn_jax.weights import preprocessing
+from cnn_jax.weights.preprocessing import InputConvention
 from cnn_jax.weights.sources import Source, creation_index
 
 Name = str | Callable[[re.Match, "Context"], str]
@@ -49,6 +51,26 @@ class Context:
     def num_stages(self) -> int:
         return max(int(m[1]) for p in self.modules if (m := re.match(r"stage(\d+)_", p)))
 
+    def source_has(self, name: str) -> bool:
+        """Whether the source checkpoint has tensor ``name`` (False without a source)."""
+        return self.source is not None and name in self.source.tensors
+
+    def first_present(self, candidates: list[str], probe: str) -> str:
+        """The first candidate module name whose ``{name}.{probe}`` tensor the source has; the first candidate
+        when none has (the import then fails naming it)."""
+        return next((name for name in candidates if self.source_has(f"{name}.{probe}")), candidates[0])
+
+    def timm_block(self, stage: int, block: int) -> str:
+        """timm's ``blocks.{i}.{j}`` for ``stage{stage}_block{block}``: the blocks of both models in order, so that
+        a different grouping into stages (timm's MobileNetV3) maps by position; ``blocks.{stage-1}.{block}``
+        without a source."""
+        if self.source is None:
+            return f"blocks.{stage - 1}.{block}"
+        numbered = sorted({(int(m[1]), int(m[2])) for name in self.source.tensors
+                           if (m := re.match(r"blocks\.(\d+)\.(\d+)\.", name))})
+        i, j = numbered[self.block_index(stage, block)]
+        return f"blocks.{i}.{j}"
+
     def keras_layer(self, kind: str, ordinal: int) -> str:
         """The ``ordinal``-th auto-named Keras layer of class ``kind`` in creation order."""
         names = sorted((self.source.layers_by_class.get(kind, []) if self.source else []), key=creation_index)
@@ -70,6 +92,12 @@ class Mapping:
       flatten_chw: target dense modules that read a flattened NCHW map in the source, with its channel count.
       keras_application: the ``keras.applications`` constructor whose ``.weights.h5`` this maps.
       note: what differs from the source, for the README table and the report.
+      rename: a function of (rendered source name, context) for a dialect of the family's checkpoints that the
+        file itself reveals (timm's ``legacy_senet154`` naming of its SENet-154).
+      dialect_overrides: a function of the source giving the ``create_model`` arguments of such a dialect.
+      input: the input convention the family's published weights were trained with (``preprocessing``); Keras
+        models with Rescaling / Normalization layers take theirs from the file.
+      bgr_input_conv: the conv reading the image, whose input channels are reversed for Keras' BGR "caffe" mode.
     """
 
     family: str
@@ -80,12 +108,21 @@ class Mapping:
     flatten_chw: MappingType[str, int] = dataclasses.field(default_factory=dict)
     keras_application: str | None = None
     note: str = ""
+    rename: Callable[[str, Context], str] | None = None
+    dialect_overrides: Callable[[Source], dict[str, Any]] | None = None
+    input: InputConvention = preprocessing.IMAGENET
+    bgr_input_conv: str | None = None
+
+    def overrides_for(self, source: Source) -> dict[str, Any]:
+        """``overrides`` plus those of the dialect ``source`` is written in."""
+        return {**self.overrides, **(self.dialect_overrides(source) if self.dialect_overrides else {})}
 
     def source_name(self, path: str, context: Context) -> str:
         for pattern, name in self.rules:
             match = re.fullmatch(pattern, path)
             if match:
-                return name(match, context) if callable(name) else match.expand(name)
+                rendered = name(match, context) if callable(name) else match.expand(name)
+                return self.rename(rendered, context) if self.rename else rendered
         raise KeyError(f"no rule of the {self.family} mapping covers the cnn_jax module {path!r}")
 
 
@@ -226,7 +263,7 @@ EFFNET_TORCHVISION_RULES: tuple[tuple[str, Name], ...] = (
 def _timm_mbconv_block(m: re.Match, c: Context) -> str:
     """timm ``blocks.{s-1}.{b}``: DepthwiseSeparableConv (conv_dw, bn1, se, conv_pw, bn2) when there is no
     expansion, InvertedResidual (conv_pw, bn1, conv_dw, bn2, se, conv_pwl, bn3) otherwise."""
-    prefix = f"blocks.{_i(m, 's', -1)}.{m['b']}"
+    prefix = c.timm_block(_i(m, "s"), _i(m, "b"))
     if _expands(m, c):
         names = {("expand", "conv"): "conv_pw", ("expand", "bn"): "bn1", ("depthwise", "conv"): "conv_dw",
                  ("depthwise", "bn"): "bn2", ("project", "conv"): "conv_pwl", ("project", "bn"): "bn3"}
@@ -417,6 +454,136 @@ MNASNET_TORCHVISION_RULES: tuple[tuple[str, Name], ...] = (
     (r"head/fc", "classifier.1"),
 )
 
+# ---- timm ResNet family: ResNet-B/C/D/S, ResNeXt, SE-ResNe(X)t, SENet-154, ResNeSt --------------------------------
+def _timm_stem(m: re.Match, c: Context) -> str:
+    """``conv1``/``bn1``, or the deep stem's ``conv1`` Sequential (conv, BN, ReLU x 3) whose last BN is ``bn1``."""
+    if not c.has("stem/conv2/conv"):
+        return {"conv": "conv1", "bn": "bn1"}[m["u"]]
+    k = _i(m, "k")
+    if (k, m["u"]) == (3, "bn"):
+        return "bn1"
+    return f"conv1.{3 * (k - 1) + (m['u'] == 'bn')}"
+
+
+def _timm_downsample(m: re.Match, c: Context) -> str:
+    """``downsample`` = [AvgPool (ResNet-D's average-pool shortcut)], conv, BN."""
+    prefix = f"layer{m['s']}.{m['b']}.downsample"
+    first = 0 if c.source is None or c.source_has(f"{prefix}.0.weight") else 1
+    return f"{prefix}.{first + (m['u'] == 'bn')}"
+
+
+_RESNEST_SPLIT = {"conv/conv": "conv", "conv/bn": "bn0", "fc1": "fc1", "bn1": "bn1", "fc2": "fc2"}
+RESNET_TIMM_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem/conv(?P<k>\d)/(?P<u>conv|bn)", _timm_stem),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/conv(?P<k>\d)/conv", r"layer\g<s>.\g<b>.conv\g<k>"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/conv(?P<k>\d)/bn", r"layer\g<s>.\g<b>.bn\g<k>"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/conv2/(?P<u>conv/conv|conv/bn|fc1|bn1|fc2)",
+     lambda m, c: f"layer{m['s']}.{m['b']}.conv2.{_RESNEST_SPLIT[m['u']]}"),  # ResNeSt's split attention
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/se/reduce", r"layer\g<s>.\g<b>.se.fc1"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/se/expand", r"layer\g<s>.\g<b>.se.fc2"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/downsample/(?P<u>conv|bn)", _timm_downsample),
+    (r"head/fc", "fc"),
+)
+# timm's legacy_senet154 (the Cadene port) names the same modules differently.
+_LEGACY_SENET = (("conv1.0", "layer0.conv1"), ("conv1.1", "layer0.bn1"), ("conv1.3", "layer0.conv2"),
+                 ("conv1.4", "layer0.bn2"), ("conv1.6", "layer0.conv3"), ("bn1", "layer0.bn3"), ("fc", "last_linear"))
+
+
+def _is_legacy_senet(source: Source | None) -> bool:
+    return source is not None and "layer0.conv1.weight" in source.tensors
+
+
+def _legacy_senet_names(name: str, c: Context) -> str:
+    if not _is_legacy_senet(c.source):
+        return name
+    name = dict(_LEGACY_SENET).get(name, name)
+    return re.sub(r"\.se\.", ".se_module.", name)
+
+
+# ---- timm ResNetV2 (pre-activation) -------------------------------------------------------------------------------
+RESNETV2_TIMM_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem_conv", "stem.conv"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/bn(?P<k>\d)",
+     lambda m, c: f"stages.{_i(m, 's', -1)}.blocks.{m['b']}.norm{m['k']}"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/conv(?P<k>\d)",
+     lambda m, c: f"stages.{_i(m, 's', -1)}.blocks.{m['b']}.conv{m['k']}"),
+    (r"stage(?P<s>\d+)_block(?P<b>\d+)/downsample",
+     lambda m, c: f"stages.{_i(m, 's', -1)}.blocks.{m['b']}.downsample.conv"),
+    (r"norm", "norm"),
+    (r"head/fc", "head.fc"),  # a 1x1 conv in timm
+)
+
+# ---- timm MobileNet v1 / v3 (EfficientNet builder: blocks.{i}.{j}) ------------------------------------------------
+_TIMM_MBCONV_BLOCKS = (r"stage(?P<s>\d+)_block(?P<b>\d+)/(?P<part>expand|depthwise|project|se)/"
+                       r"(?P<u>conv|bn|reduce|expand)", _timm_mbconv_block)
+MBV1_TIMM_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem/conv", "conv_stem"),
+    (r"stem/bn", "bn1"),
+    _TIMM_MBCONV_BLOCKS,
+    (r"head/fc", "classifier"),
+)
+
+
+def _timm_mbv3_head_conv(m: re.Match, c: Context) -> str:
+    """timm's MobileNetV3 ends its ``blocks`` with the 1x1 head conv (a ConvBnAct: ``conv``, ``bn1``)."""
+    names = c.source.tensors if c.source else ()
+    last = max((int(found[1]) for name in names if (found := re.match(r"blocks\.(\d+)\.", name))), default=6)
+    return f"blocks.{last}.0.{ {'conv': 'conv', 'bn': 'bn1'}[m['u']]}"
+
+
+MBV3_TIMM_RULES: tuple[tuple[str, Name], ...] = (
+    (r"stem/conv", "conv_stem"),
+    (r"stem/bn", "bn1"),
+    _TIMM_MBCONV_BLOCKS,
+    (r"head_conv/(?P<u>conv|bn)", _timm_mbv3_head_conv),
+    (r"pre_logits", "conv_head"),  # a 1x1 conv with bias in timm
+    (r"head/fc", "classifier"),
+)
+
+
+# ---- timm Inception v4 / Inception-ResNet-v2 ----------------------------------------------------------------------
+def _timm_inception_branch(prefix: str, m: re.Match, c: Context) -> str:
+    """timm names op j of branch i ``branch{i}_{j}`` (Inception-C's split), ``branch{i}.{j}`` (a Sequential),
+    ``branch{i}`` (a one-conv branch) or ``conv`` (a module with one conv beside a pool)."""
+    i, j = m["i"], m["j"]
+    module = c.first_present([f"{prefix}.branch{i}_{j}", f"{prefix}.branch{i}.{j}", f"{prefix}.branch{i}",
+                              f"{prefix}.conv"], "conv.weight")
+    return f"{module}.{m['u']}"
+
+
+def _inception_v4_module(name: str) -> int:
+    """Index of cnn_jax Inception-v4 module ``name`` (``mixed_4a``, ``inception_b_3``) in timm's ``features``."""
+    from cnn_jax.models.inception import INCEPTION_V4_BODY, INCEPTION_V4_STEM
+
+    names = [n for n, _ in INCEPTION_V4_STEM if not n.startswith("maxpool")]
+    for stage in INCEPTION_V4_BODY:
+        names += [f"{stage.name}_{d}" for d in range(stage.depth)] if stage.depth > 1 else [stage.name]
+    return names.index(name)
+
+
+_BRANCH_OP = r"(?P<mod>\w+)/branch(?P<i>\d)_(?P<j>\d[ab]?)/(?P<u>conv|bn)"
+INCEPTION_V4_TIMM_RULES: tuple[tuple[str, Name], ...] = (
+    (r"(?P<mod>conv2d_\w+)/(?P<u>conv|bn)", lambda m, c: f"features.{_inception_v4_module(m['mod'])}.{m['u']}"),
+    (_BRANCH_OP, lambda m, c: _timm_inception_branch(f"features.{_inception_v4_module(m['mod'])}", m, c)),
+    (r"head/fc", "last_linear"),
+)
+_IRV2_TIMM_MODULES = {"reduction_a": "mixed_6a", "reduction_b": "mixed_7a", "inception_resnet_c_last": "block8"}
+_IRV2_TIMM_REPEATS = {"inception_resnet_a": "repeat", "inception_resnet_b": "repeat_1",
+                      "inception_resnet_c": "repeat_2"}
+
+
+def _irv2_timm_module(name: str) -> str:
+    match = re.fullmatch(r"(inception_resnet_[abc])_(\d+)", name)
+    return f"{_IRV2_TIMM_REPEATS[match[1]]}.{match[2]}" if match else _IRV2_TIMM_MODULES.get(name, name)
+
+
+INCEPTION_RESNET_V2_TIMM_RULES: tuple[tuple[str, Name], ...] = (
+    (r"(?P<mod>conv2d_\w+)/(?P<u>conv|bn)", r"\g<mod>.\g<u>"),
+    (_BRANCH_OP, lambda m, c: _timm_inception_branch(_irv2_timm_module(m["mod"]), m, c)),
+    (r"(?P<mod>\w+)/conv2d", lambda m, c: f"{_irv2_timm_module(m['mod'])}.conv2d"),  # the residual 1x1 (bias)
+    (r"head/fc", "classif"),
+)
+
 # ---- The tables by format -----------------------------------------------------------------------------------------
 RESNET_TV = Mapping("torchvision ResNet/ResNeXt/Wide ResNet", RESNET_TORCH_RULES, "head/fc", bn_eps=1e-5)
 VGG_TV = Mapping("torchvision VGG", VGG_TORCH_RULES, "fc8", bn_eps=1e-5, flatten_chw={"fc6": 512},
@@ -431,10 +598,11 @@ EFFNET_TV_B5_B7 = Mapping("torchvision EfficientNet B5-B7", EFFNET_TORCHVISION_R
                           overrides={"norm_convention": "tf"},
                           note="torchvision 0.28's B5-B7: BN eps 1e-3, momentum 0.01 (TF's); symmetric padding")
 GOOGLENET_TV = Mapping("torchvision GoogLeNet", GOOGLENET_TORCHVISION_RULES, "head/fc", bn_eps=1e-3,
-                       flatten_chw={"aux1/fc1": 128, "aux2/fc1": 128},
-                       note="aux fc1 rows permuted NCHW -> NHWC; transform_input is preprocessing, not imported")
+                       flatten_chw={"aux1/fc1": 128, "aux2/fc1": 128}, input=preprocessing.TORCHVISION_TRANSFORM_INPUT,
+                       note="aux fc1 rows permuted NCHW -> NHWC; transform_input is the input convention")
 INCEPTION_V3_TV = Mapping("torchvision Inception v3", INCEPTION_V3_TORCHVISION_RULES, "head/fc", bn_eps=1e-3,
-                          note="transform_input is preprocessing, not imported")
+                          input=preprocessing.TORCHVISION_TRANSFORM_INPUT,
+                          note="transform_input is the input convention")
 ALEXNET_TV = Mapping("torchvision AlexNet", ALEXNET_TORCH_RULES, "fc8", flatten_chw={"fc6": 256},
                      note="fc6 rows permuted from torchvision's NCHW flatten to NHWC")
 SHUFFLENET_V2_TV = Mapping("torchvision ShuffleNet v2", SHUFFLENET_V2_TORCH_RULES, "head/fc", bn_eps=1e-5)
@@ -446,8 +614,32 @@ MNASNET_TV = Mapping("torchvision MNASNet", MNASNET_TORCHVISION_RULES, "head/fc"
                           "1e-3)")
 TIMM_MBCONV = Mapping("timm EfficientNet/MobileNetV2", MBCONV_TIMM_RULES, "head/fc", bn_eps=1e-5,
                       overrides={"norm_convention": "pytorch"},
-                      note="timm efficientnet_b*: symmetric padding, BN eps 1e-5; for tf_efficientnet_b* pass "
-                           "--override padding=same --override norm_convention=tf --bn_eps 1e-3")
+                      note="timm efficientnet_b*: symmetric padding, BN eps 1e-5; the tf_efficientnet_b* weights "
+                           "are the format timm_tf")
+TIMM_TF_MBCONV = Mapping("timm tf_efficientnet_b*", MBCONV_TIMM_RULES, "head/fc", bn_eps=1e-3,
+                         overrides={"padding": "same", "norm_convention": "tf"},
+                         note="the TF-ported weights: TF 'SAME' padding, BN eps 1e-3; the .ap/.ns weights expect "
+                              "the Inception convention: --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5")
+TIMM_RESNET = Mapping("timm ResNet/ResNeXt/SE-ResNeXt/SENet/ResNeSt", RESNET_TIMM_RULES, "head/fc", bn_eps=1e-5,
+                      rename=_legacy_senet_names,
+                      dialect_overrides=lambda source: {"stem_pool": "ceil"} if _is_legacy_senet(source) else {},
+                      note="stems and shortcuts as the file has them (deep stem, ResNet-D's average-pool shortcut); "
+                           "legacy_senet154 is recognised from the file (its naming; stem_pool='ceil')")
+TIMM_RESNETV2 = Mapping("timm ResNetV2 (pre-activation)", RESNETV2_TIMM_RULES, "head/fc", bn_eps=1e-5,
+                        input=preprocessing.INCEPTION,
+                        note="the classifier is a 1x1 conv in timm; input [-1, 1] as timm's a1h_in1k weights")
+TIMM_MBV1 = Mapping("timm MobileNetV1", MBV1_TIMM_RULES, "head/fc", bn_eps=1e-5, input=preprocessing.INCEPTION,
+                    overrides={"act": "relu6"}, note="ReLU6 (the paper: ReLU); input [-1, 1] as timm's ra4 weights")
+TIMM_MBV3 = Mapping("timm MobileNetV3", MBV3_TIMM_RULES, "head/fc", bn_eps=1e-5,
+                    overrides={"norm_convention": "pytorch"},
+                    note="timm's mobilenetv3_*_100: BN eps 1e-5; its conv_head (a 1x1 conv) is pre_logits")
+TIMM_TF_MBCONV_V3 = Mapping("timm tf_mobilenetv3_*", MBV3_TIMM_RULES, "head/fc", bn_eps=1e-3,
+                            overrides={"padding": "same", "norm_convention": "tf"}, input=preprocessing.INCEPTION,
+                            note="the TF-ported weights: TF 'SAME' padding, BN eps 1e-3")
+TIMM_INCEPTION_V4 = Mapping("timm Inception v4", INCEPTION_V4_TIMM_RULES, "head/fc", bn_eps=1e-3,
+                            input=preprocessing.INCEPTION)
+TIMM_INCEPTION_RESNET_V2 = Mapping("timm Inception-ResNet-v2", INCEPTION_RESNET_V2_TIMM_RULES, "head/fc",
+                                   bn_eps=1e-3, input=preprocessing.INCEPTION)
 
 # format -> [(cnn_jax model name patterns, mapping)]
 TORCH_MAPPINGS: dict[str, list[tuple[tuple[str, ...], Mapping]]] = {
@@ -466,23 +658,34 @@ TORCH_MAPPINGS: dict[str, list[tuple[tuple[str, ...], Mapping]]] = {
         (("inception_v3", "inception_v3_aux"), INCEPTION_V3_TV),
     ],
     "timm": [
-        (("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext*", "wide_resnet*"),
-         dataclasses.replace(RESNET_TV, family="timm ResNet/ResNeXt/Wide ResNet")),
+        (("resnet18", "resnet34", "resnet50", "resnet50[cds]", "resnet101", "resnet152", "resnext*",
+          "wide_resnet*", "seresnet50", "seresnext50_32x4d", "senet154", "resnest*"), TIMM_RESNET),
         (("densenet121", "densenet161", "densenet169", "densenet201"),
          dataclasses.replace(DENSENET_TV, family="timm DenseNet")),
         (("efficientnet_b[0-7]", "mobilenet_v2"), TIMM_MBCONV),
+        (("mobilenet_v1_100",), TIMM_MBV1),  # timm publishes this width only
+        (("mobilenet_v3_large", "mobilenet_v3_small"), TIMM_MBV3),
+        (("resnetv2_*",), TIMM_RESNETV2),
+        (("inception_v4",), TIMM_INCEPTION_V4),
+        (("inception_resnet_v2",), TIMM_INCEPTION_RESNET_V2),
+    ],
+    "timm_tf": [
+        (("efficientnet_b[0-7]",), TIMM_TF_MBCONV),
+        (("mobilenet_v3_large", "mobilenet_v3_small"), TIMM_TF_MBCONV_V3),
     ],
 }
 
 # cnn_jax model -> keras.applications constructor, with the family's rules and conventions.
 _KERAS_RESNET = dict(rules=RESNET_KERAS_RULES, head="head/fc", overrides={"stride_in_1x1": True},
+                     input=preprocessing.KERAS_CAFFE, bgr_input_conv="stem/conv1/conv",
                      note="v1: stride on the first 1x1 (stride_in_1x1=True); conv biases folded into BN means; "
                           "BN eps 1.001e-5 folded into the variances")
-_KERAS_DENSENET = dict(rules=DENSENET_KERAS_RULES, head="head/fc",
+_KERAS_DENSENET = dict(rules=DENSENET_KERAS_RULES, head="head/fc", input=preprocessing.KERAS_TORCH,
                        note="BN eps 1.001e-5 folded into the variances")
 _KERAS_EFFNET = dict(rules=EFFNET_KERAS_RULES, head="head/fc", overrides={"padding": "same"},
-                     note="TF 'SAME' padding; the model's Rescaling/Normalization layers are preprocessing "
-                          "(recorded in meta.json, not part of the cnn_jax model)")
+                     note="TF 'SAME' padding; the model's Rescaling/Normalization layers are the input "
+                          "convention (weights saved from weights='imagenet' add a Rescaling by 1/sqrt(std) that the "
+                          "file does not record)")
 KERAS_MAPPINGS: dict[str, Mapping] = {
     **{f"resnet{d}": Mapping(f"Keras ResNet{d}", keras_application=f"ResNet{d}", **_KERAS_RESNET)
        for d in (50, 101, 152)},
@@ -491,18 +694,19 @@ KERAS_MAPPINGS: dict[str, Mapping] = {
     **{f"efficientnet_b{i}": Mapping(f"Keras EfficientNetB{i}", keras_application=f"EfficientNetB{i}",
                                      **_KERAS_EFFNET) for i in range(8)},
     "mobilenet_v2": Mapping("Keras MobileNetV2", MBV2_KERAS_RULES, "head/fc", keras_application="MobileNetV2",
-                            overrides={"padding": "same", "norm_convention": "tf"},
+                            overrides={"padding": "same", "norm_convention": "tf"}, input=preprocessing.KERAS_TF,
                             note="TF 'SAME' padding (Keras pads stride-2 convs bottom/right), BN eps 1e-3"),
     **{f"vgg{d}": Mapping(f"Keras VGG{d}", VGG_KERAS_RULES, "fc8", keras_application=f"VGG{d}",
+                          input=preprocessing.KERAS_CAFFE, bgr_input_conv="conv1_1",
                           note="Keras flattens NHWC like cnn_jax (no permutation); input 224 only (fixed fc1)")
        for d in (16, 19)},
     "inception_v3": Mapping("Keras InceptionV3", INCEPTION_V3_KERAS_RULES, "head/fc", keras_application="InceptionV3",
-                            overrides={"count_include_pad": False},
+                            overrides={"count_include_pad": False}, input=preprocessing.KERAS_TF,
                             note="BN without gamma (scale=False: imported as 1); 'same' average pools exclude "
                                  "padding (count_include_pad=False); convs matched by creation order"),
 }
 
-FORMATS = ("torchvision", "timm", "keras")
+FORMATS = ("torchvision", "timm", "timm_tf", "keras")
 
 
 def supported_models(fmt: str) -> list[str]:

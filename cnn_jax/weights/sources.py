@@ -15,6 +15,7 @@ import dataclasses
 import os
 import pathlib
 import re
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,7 +50,7 @@ class Source:
     preprocessing: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-def _to_numpy(value: Any) -> np.ndarray:
+def to_numpy(value: Any) -> np.ndarray:
     if hasattr(value, "detach"):  # torch.Tensor (bfloat16/half are upcast: numpy has no bfloat16)
         value = value.detach().cpu().float().numpy()
     return np.asarray(value, dtype=np.float32)
@@ -85,7 +86,7 @@ def read_torch(path: str | pathlib.Path) -> Source:
         if name.endswith(TORCH_IGNORED_SUFFIXES):
             ignored.append(name)
             continue
-        tensors[name] = _to_numpy(value)
+        tensors[name] = to_numpy(value)
     return Source("torch", tensors, str(path), ignored)
 
 
@@ -113,7 +114,12 @@ def keras_num_classes(path: str | pathlib.Path) -> int | None:
     import h5py
 
     best: tuple[int, int] | None = None
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as error:  # truncated or not HDF5 at all
+        raise ValueError(f"{path}: not a readable HDF5 file ({_one_line(error)}); expected a Keras 3 .weights.h5 "
+                         "file (model.save_weights)") from None
+    with f:
         group = f.get("layers")
         for name in group.keys() if group is not None else ():
             match = re.fullmatch(r"dense(?:_(\d+))?", name)
@@ -123,6 +129,11 @@ def keras_num_classes(path: str | pathlib.Path) -> int | None:
                 if best is None or index > best[0]:
                     best = (index, int(bias.shape[0]))
     return None if best is None else best[1]
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def creation_index(name: str) -> int:
@@ -155,14 +166,17 @@ def read_keras(path: str | pathlib.Path, application: str, num_classes: int, **k
     import keras
 
     build = getattr(keras.applications, application)
-    with keras_prng():
+    # Keras warns once per layer that does not fit (a hundred lines for another model's file): the one-line error
+    # below says it.
+    with keras_prng(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         model = build(weights=None, include_top=True, classes=num_classes, classifier_activation=None, **kwargs)
-    try:
-        model.load_weights(str(path))
-    except Exception as error:
-        raise ValueError(f"{path}: Keras could not load it into keras.applications.{application}"
-                         f"(classes={num_classes}) ({type(error).__name__}: {error}); expected that application's "
-                         ".weights.h5 (model.save_weights)") from error
+        try:
+            model.load_weights(str(path))
+        except Exception as error:  # h5py, Keras and shape errors alike
+            raise ValueError(f"{path}: Keras could not load it into keras.applications.{application}"
+                             f"(classes={num_classes}) ({type(error).__name__}: {_one_line(error)}); expected that "
+                             "application's .weights.h5 (model.save_weights)") from None
     source = Source("keras", {}, str(path))
     for layer in model.layers:
         kind = type(layer).__name__
@@ -177,5 +191,5 @@ def read_keras(path: str | pathlib.Path, application: str, num_classes: int, **k
         if kind == "BatchNormalization":
             source.bn_eps[layer.name] = float(layer.epsilon)
         for weight in layer.weights:
-            source.tensors[f"{layer.name}/{weight.name}"] = _to_numpy(weight.numpy())
+            source.tensors[f"{layer.name}/{weight.name}"] = to_numpy(weight.numpy())
     return source

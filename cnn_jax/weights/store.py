@@ -4,9 +4,11 @@ A weights directory holds::
 
     DIR/variables/   orbax checkpoint of {"params": ..., "batch_stats": ...} (written atomically by orbax)
     DIR/meta.json    {"model": registry name, "overrides": create_model keyword arguments (num_classes,
-                      in_channels, conventions), "source": original file, "format": source format, ...}
+                      in_channels, conventions), "source": original file, "format": source format,
+                      "input": the input convention (``preprocessing``), ...}
 
-so ``cnn_jax.create_model(meta["model"], **meta["overrides"]).apply(variables, images, train=False)`` runs it.
+so ``cnn_jax.create_model(meta["model"], **meta["overrides"]).apply(variables, images, train=False)`` runs it, and
+:func:`load_model` returns that model with a ``preprocess`` function for raw uint8 RGB images.
 ``python -m cnn_jax.tools.import_weights`` writes it, the training loop fine-tunes from it
 (``--config.train.init_from=DIR``) and ``python -m cnn_jax.tools.evaluate --checkpoints DIR`` evaluates it.
 """
@@ -17,7 +19,7 @@ import json
 import os
 import pathlib
 import tempfile
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -65,6 +67,37 @@ def save_variables(directory: str | pathlib.Path, variables: dict, meta: dict) -
     os.replace(f.name, directory / META)
 
 
+def _expected() -> str:
+    return (f"expected a weights directory with {VARIABLES}/ (orbax) and {META}, as "
+            "cnn_jax.weights.save_variables or python -m cnn_jax.tools.import_weights writes")
+
+
+def read_meta(directory: str | pathlib.Path) -> dict:
+    """``meta.json`` of a weights directory (checked for the required keys), without reading the arrays."""
+    directory = pathlib.Path(directory).absolute()
+    if not directory.is_dir():
+        raise WeightsError(f"{directory}: no such directory; {_expected()}")
+    meta_path = directory / META
+    if not meta_path.exists():
+        raise WeightsError(f"{meta_path} is missing; {_expected()}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise WeightsError(f"{meta_path}: not readable JSON ({error}); {_expected()}") from error
+    missing = [key for key in REQUIRED_META if not isinstance(meta, dict) or key not in meta]
+    if missing:
+        raise WeightsError(f"{meta_path}: lacks {missing}; expected at least {list(REQUIRED_META)}")
+    return meta
+
+
+def read_convention(directory: str | pathlib.Path) -> Any:
+    """The input convention (``preprocessing.InputConvention``) recorded with a weights directory, or None."""
+    from cnn_jax.weights.preprocessing import InputConvention
+
+    meta = read_meta(directory)
+    return InputConvention.from_meta(meta["input"]) if "input" in meta else None
+
+
 def load_variables(directory: str | pathlib.Path) -> tuple[dict, dict]:
     """Reads a directory written by :func:`save_variables`: ``({"params": ..., "batch_stats": ...}, meta)``.
 
@@ -74,21 +107,13 @@ def load_variables(directory: str | pathlib.Path) -> tuple[dict, dict]:
     import orbax.checkpoint as ocp
 
     directory = pathlib.Path(directory).absolute()
-    expected = (f"expected a weights directory with {VARIABLES}/ (orbax) and {META}, as "
-                "cnn_jax.weights.save_variables or python -m cnn_jax.tools.import_weights writes")
+    expected = _expected()
     if not directory.is_dir():
         raise WeightsError(f"{directory}: no such directory; {expected}")
-    meta_path, variables_path = directory / META, directory / VARIABLES
-    for path in (meta_path, variables_path):
-        if not path.exists():
-            raise WeightsError(f"{path} is missing; {expected}")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise WeightsError(f"{meta_path}: not readable JSON ({error}); {expected}") from error
-    missing = [key for key in REQUIRED_META if not isinstance(meta, dict) or key not in meta]
-    if missing:
-        raise WeightsError(f"{meta_path}: lacks {missing}; expected at least {list(REQUIRED_META)}")
+    variables_path = directory / VARIABLES
+    if not variables_path.exists():
+        raise WeightsError(f"{variables_path} is missing; {expected}")
+    meta = read_meta(directory)
     try:
         checkpointer = ocp.StandardCheckpointer()
         restored = checkpointer.restore(variables_path)
@@ -104,10 +129,29 @@ def load_variables(directory: str | pathlib.Path) -> tuple[dict, dict]:
     return variables, meta
 
 
-def load_model(directory: str | pathlib.Path) -> tuple[Any, dict, dict]:
-    """``(model, variables, meta)`` of a weights directory: the registered model with its saved overrides."""
+class Pretrained(NamedTuple):
+    """A weights directory ready to run: ``model.apply(variables, preprocess(uint8_images), train=False).logits``."""
+
+    model: Any
+    variables: dict
+    meta: dict
+    convention: Any  # preprocessing.InputConvention, or None for directories written without one
+
+    def preprocess(self, images: Any) -> np.ndarray:
+        """uint8 RGB ``(..., H, W, C)`` images (0..255) -> the float32 input these weights expect."""
+        if self.convention is None:
+            raise WeightsError(f"the weights of {self.meta.get('model')} from {self.meta.get('source')} record no "
+                               "input convention (imported before it was recorded): import them again")
+        return self.convention.preprocess(images)
+
+
+def load_model(directory: str | pathlib.Path) -> Pretrained:
+    """``(model, variables, meta, convention)`` of a weights directory: the registered model with its saved
+    overrides, and the input convention its weights expect (``.preprocess(images)`` applies it)."""
     import cnn_jax
+    from cnn_jax.weights.preprocessing import InputConvention
 
     variables, meta = load_variables(directory)
     model = cnn_jax.create_model(meta["model"], **meta["overrides"])
-    return model, variables, meta
+    convention = InputConvention.from_meta(meta["input"]) if "input" in meta else None
+    return Pretrained(model, variables, meta, convention)

@@ -35,8 +35,8 @@ cnn_jax.tools.reproductions):
 """
 
 from cnn_jax import sweeps
+from cnn_jax.layers.mbconv import build_blocks, round_channels
 from cnn_jax.models.efficientnet import EFFICIENTNET_B0_STAGES, EfficientNet
-from cnn_jax.models.mbconv import build_blocks, round_channels
 from experiments.sweeps import scaling
 
 BASE_CONFIG = "experiments/fashion_mnist/mbconv_scaling.py"

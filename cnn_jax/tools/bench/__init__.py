@@ -16,7 +16,7 @@ re-executes itself on tcmalloc when installed (``--malloc``).
 Modules: ``peers`` (the contenders), ``measure`` (timing), ``cli`` (the command line and tables).
 """
 
-from cnn_jax.tools.bench.cli import machine, main
+from cnn_jax.tools.bench.cli import main
 from cnn_jax.tools.bench.measure import (
     WARM_CACHE,
     FirstStep,
@@ -33,7 +33,6 @@ from cnn_jax.tools.bench.peers import (
     PEERS,
     Contender,
     Peer,
-    import_torchvision,
     keras_peer,
     ours,
     synthetic_batch,
@@ -42,5 +41,5 @@ from cnn_jax.tools.bench.peers import (
 )
 
 __all__ = ["DTYPES", "MODES", "NUM_CLASSES", "PEERS", "WARM_CACHE", "Contender", "FirstStep", "Peer", "Result",
-           "first_step_in_fresh_processes", "import_torchvision", "keras_peer", "machine", "main",
+           "first_step_in_fresh_processes", "keras_peer", "main",
            "matmul_peak_flops", "measure", "ours", "parse_variant", "synthetic_batch", "task", "torch_peer"]

@@ -9,10 +9,8 @@ import os
 import statistics
 import sys
 
-import jax
-
 import cnn_jax
-from cnn_jax.machine import cpu_model
+from cnn_jax.reporting import describe_machine
 from cnn_jax.runtime import allocator
 from cnn_jax.tools.bench.measure import (
     FIRST_STEP_MARK,
@@ -26,19 +24,6 @@ from cnn_jax.tools.bench.measure import (
     parse_variant,
 )
 from cnn_jax.tools.bench.peers import DTYPES, MODES, PEERS
-
-
-def machine() -> str:
-    """Device, host CPU and library versions."""
-    cpu = cpu_model()
-    import flax
-
-    versions = [f"jax {jax.__version__}", f"jaxlib {jax.lib.__version__}", f"flax {flax.__version__}"]
-    for module in ("keras", "torch"):
-        if module in sys.modules:
-            versions.append(f"{module} {sys.modules[module].__version__}")
-    device = jax.devices()[0]
-    return f"{device.platform}:{device.device_kind}; {os.cpu_count()} x {cpu}; " + ", ".join(versions)
 
 
 def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Result]]:
@@ -57,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:K=V,...",
                         help="also time ours compiled with these XLA options (repeatable)")
     parser.add_argument("--plain", action="store_true",
-                        help="also time ours without the XLA:CPU conv/pool rewrites (cnn_jax.models.conv_ops)")
+                        help="also time ours without the XLA:CPU conv/pool rewrites (cnn_jax.ops.conv_ops)")
     parser.add_argument("--xla-convs", action="store_true",
                         help="also time ours with XLA's dense convolutions instead of oneDNN's (cnn_jax.ops.onednn)")
     parser.add_argument("--matmul-size", type=int, default=4096, help="square matmul that measures the peak")
@@ -149,6 +134,6 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Resul
                 print(f"{model_name} {mode} {name} | {median:.1f} ({min(totals):.1f}-{max(totals):.1f}) | "
                       f"{base / median:.2f} | {statistics.median(s.step_s for s in runs):.3g} | {ready:.1f} | "
                       f"{base_ready / ready:.2f}")
-    print(f"# {machine()}; batch {args.batch}, {args.resolution}x{args.resolution}, {args.dtype}")
+    print(f"# {describe_machine()}; batch {args.batch}, {args.resolution}x{args.resolution}, {args.dtype}")
     print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return results

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax.config import parse_value
-from cnn_jax.models import conv_ops
+from cnn_jax.ops import conv_ops
 from cnn_jax.runtime import allocator
 from cnn_jax.tools.bench.peers import (
     DTYPES,
@@ -194,7 +194,7 @@ def measure(model_name: str, mode: str, *, batch: int, resolution: int, dtype: s
             xla_convs: bool = False, windows: int = 5, steps: int = 1, warmup: int = 1) -> dict[str, Result]:
     """``{contender: Result}`` for one model and mode; timed windows are interleaved across contenders.
 
-    ``plain`` adds ``ours-plain``: our model traced without the XLA:CPU rewrites of ``cnn_jax.models.conv_ops``.
+    ``plain`` adds ``ours-plain``: our model traced without the XLA:CPU rewrites of ``cnn_jax.ops.conv_ops``.
     """
     builders = contender_builders(model_name, mode, batch=batch, resolution=resolution, dtype=dtype, peers=peers,
                          variants=variants, plain=plain, xla_convs=xla_convs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +16,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import cnn_jax  # noqa: E402
-from cnn_jax.models import conv_ops  # noqa: E402
+from cnn_jax.ops import conv_ops  # noqa: E402
+from cnn_jax.weights.references import import_torchvision  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,32 +238,6 @@ def keras_peer(model_name: str, mode: str, images: np.ndarray, labels: np.ndarra
 
     compiled, compile_s = _compile(infer, (state, images), False, {})
     return _xla_contender("keras", dtype, compiled, compile_s, state, (images,), train=False, started=started)
-
-
-_TORCHVISION_SHIM: list[Any] = []  # the torch.library.Library must outlive the import
-
-
-def import_torchvision() -> Any:
-    """Imports torchvision next to a CPU-only torch.
-
-    torchvision's PyPI wheel is a CUDA build; its compiled operators fail to load, and its Python code then
-    registers fake kernels for ``torchvision::nms``/``qnms``, which fails unless the operators exist. Declaring
-    their schemas (as torchvision's C++ library would) lets the import, and every model, work; nms itself is
-    never called here.
-    """
-    import torch
-
-    if not _TORCHVISION_SHIM and "torchvision" not in sys.modules:
-        try:
-            library = torch.library.Library("torchvision", "DEF")
-            library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            library.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
-            _TORCHVISION_SHIM.append(library)
-        except RuntimeError:  # already declared (a working torchvision build or an earlier shim)
-            pass
-    import torchvision
-
-    return torchvision
 
 
 def torch_peer(model_name: str, mode: str, images: np.ndarray, labels: np.ndarray, *,

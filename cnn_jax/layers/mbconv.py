@@ -43,7 +43,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_jax.models import layers
+from cnn_jax import layers
 
 Array = jax.Array
 StageDef = str | tuple[str, ...]

@@ -11,7 +11,11 @@ from typing import ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnn_jax.models.layers import Array, ConvNormAct, DropPath, Dtype, Pool, SqueezeExcite
+from cnn_jax.layers.conv import ConvNormAct
+from cnn_jax.layers.pooling import Pool
+from cnn_jax.layers.se import SqueezeExcite
+from cnn_jax.layers.stochastic_depth import DropPath
+from cnn_jax.layers.types import Array, Dtype
 
 # ---------------------------------------------------------------------------------------------------------------
 # Post-activation (v1) residual blocks: He et al. 2015, "Deep Residual Learning for Image Recognition",
