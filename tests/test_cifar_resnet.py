@@ -175,6 +175,7 @@ def _unstack(tree: dict) -> dict:
         ("resnet20", dict(stages=((3, 16), (3, 32)))),
         ("preact_resnet164", dict(stages=((3, 32), (3, 64)))),
         ("wrn28_10", dict(stages=((3, 16),))),
+        ("resnet50", dict(stage_sizes=(3, 2), stage_widths=(8, 16))),  # the ImageNet ResNets share the runner
     ],
 )
 def test_scanned_stages_equal_one_module_per_block(name, overrides):

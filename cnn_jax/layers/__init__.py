@@ -28,7 +28,6 @@ from cnn_jax.layers.stages import run_stage
 from cnn_jax.layers.stochastic_depth import (
     DROP_PATH_RULES,
     DropPath,
-    drop_branch,
     drop_path,
     drop_path_rates,
     stage_drop_path_rates,
@@ -61,7 +60,6 @@ __all__ = [
     "conv",
     "conv_kernel_init",
     "conv_padding",
-    "drop_branch",
     "drop_path",
     "drop_path_rates",
     "grouped_conv_kernel_init",

@@ -56,11 +56,12 @@ class ResidualBlock(nn.Module):
     def out_channels(self) -> int:
         return self.planes * self.expansion
 
-    def merge(self, x: Array, branch: Array, *, train: bool) -> Array:
-        """relu(drop_path(branch) + shortcut(x)); the shortcut is projected only where the shape changes."""
+    def merge(self, x: Array, branch: Array, *, train: bool, drop_path_rate: float | Array | None = None) -> Array:
+        """relu(drop_path(branch) + shortcut(x)); the shortcut is projected only where the shape changes.
+        ``drop_path_rate``: the call's rate (a stage runner's, possibly traced), else the block's own."""
         if self.shortcut not in SHORTCUTS:
             raise ValueError(f"unknown shortcut {self.shortcut!r}; expected one of {SHORTCUTS}")
-        branch = DropPath(self.drop_path_rate, name="drop_path")(branch, train=train)
+        branch = DropPath(self.drop_path_rate, name="drop_path")(branch, train=train, rate=drop_path_rate)
         if x.shape[-1] != self.out_channels or self.strides != 1:
             strides, kernel = self.strides, (self.down_kernel_size if self.strides > 1 else 1)
             if self.shortcut == "avg":
@@ -102,7 +103,7 @@ class BasicBlock(ResidualBlock):
     expansion: ClassVar[int] = 1
 
     @nn.compact
-    def __call__(self, x: Array, *, train: bool) -> Array:
+    def __call__(self, x: Array, *, train: bool, drop_path_rate: float | Array | None = None) -> Array:
         if self.groups != 1 or self.base_width != 64:
             raise ValueError(
                 f"BasicBlock supports only groups=1 and base_width=64; got groups={self.groups}, "
@@ -114,7 +115,7 @@ class BasicBlock(ResidualBlock):
             out, train=train
         )
         out = self.squeeze_excite(out, self.se_reduction)
-        return self.merge(x, out, train=train)
+        return self.merge(x, out, train=train, drop_path_rate=drop_path_rate)
 
 
 class Bottleneck(ResidualBlock):
@@ -136,7 +137,7 @@ class Bottleneck(ResidualBlock):
     expansion: ClassVar[int] = 4
 
     @nn.compact
-    def __call__(self, x: Array, *, train: bool) -> Array:
+    def __call__(self, x: Array, *, train: bool, drop_path_rate: float | Array | None = None) -> Array:
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         width = int(self.planes * self.base_width / 64) * self.groups
         stride_1x1, stride_3x3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
@@ -146,4 +147,4 @@ class Bottleneck(ResidualBlock):
             out, train=train
         )
         out = self.squeeze_excite(out, self.se_reduction)
-        return self.merge(x, out, train=train)
+        return self.merge(x, out, train=train, drop_path_rate=drop_path_rate)

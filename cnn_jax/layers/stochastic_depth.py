@@ -1,5 +1,5 @@
-"""Stochastic depth (Huang et al. 2016): one implementation for a fixed rate (:class:`DropPath`) and a traced
-per-block rate (blocks under ``nn.scan``), and the rules by which the rate grows with depth."""
+"""Stochastic depth (Huang et al. 2016): one module, :class:`DropPath`, for a fixed rate or a traced per-block rate
+(blocks under ``nn.scan``), and the rules by which the rate grows with depth."""
 
 from __future__ import annotations
 
@@ -18,21 +18,24 @@ class DropPath(nn.Module):
     In training each sample keeps its branch with probability ``1 - rate`` and kept branches are scaled by
     ``1 / (1 - rate)`` (so evaluation is the identity, instead of the paper's equivalent test-time scaling by the
     survival probability). Needs a ``"dropout"`` PRNG stream in training.
+
+    ``rate`` is fixed at construction, or given per call (``rate=``), which may be a traced value: the per-block
+    rates of a stage run under ``nn.scan`` arrive as a scanned array.
     """
 
-    rate: float
+    rate: float = 0.0
 
     @nn.compact
-    def __call__(self, x: Array, *, train: bool) -> Array:
-        if not train or self.rate == 0.0:
+    def __call__(self, x: Array, *, train: bool, rate: float | Array | None = None) -> Array:
+        rate = self.rate if rate is None else rate
+        if not train or (isinstance(rate, int | float) and rate == 0.0):
             return x
-        return drop_path(x, self.rate, self.make_rng("dropout"))
+        return drop_path(x, rate, self.make_rng("dropout"))
 
 
 def drop_path(x: Array, rate: float | Array, rng: Array) -> Array:
     """Drops whole samples of ``x`` with probability ``rate`` and scales the kept ones by ``1 / (1 - rate)``: the
-    one implementation behind :class:`DropPath` and :func:`drop_branch`. ``rate`` may be traced (blocks under
-    ``nn.scan`` receive their per-block rate as a scanned array)."""
+    arithmetic of :class:`DropPath` (training mode), for callers holding their own PRNG key."""
     keep = 1.0 - rate
     mask = jax.random.bernoulli(rng, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
     return jnp.where(mask, x / jnp.asarray(keep, x.dtype), jnp.zeros_like(x))
@@ -56,13 +59,6 @@ def drop_path_rates(rate: float, num_blocks: int, rule: str = "huang") -> list[f
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"drop_path_rate must be in [0, 1); got {rate}")
     return [rate * DROP_PATH_RULES[rule](i, num_blocks) for i in range(num_blocks)]
-
-
-def drop_branch(module: nn.Module, branch: Array, rate: float | Array, *, train: bool) -> Array:
-    """Stochastic depth on ``branch`` in training; ``rate`` may be a traced per-block value (scanned stages)."""
-    if not train or (isinstance(rate, float) and rate == 0.0):
-        return branch
-    return drop_path(branch, rate, module.make_rng("dropout"))
 
 
 def stage_drop_path_rates(rate: float, depths: Sequence[int], rule: str) -> list[list[float]]:

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from cnn_jax import layers
 from cnn_jax.layers import (
     BN_CONVENTIONS,
     Array,
@@ -45,7 +46,6 @@ from cnn_jax.layers import (
     ModelOutput,
     check_images,
     conv,
-    drop_branch,
     run_stage,
     stage_drop_path_rates,
 )
@@ -97,7 +97,7 @@ class CifarBasicBlock(nn.Module):
 
         y = nn.relu(bn("bn1")(conv(self.features, 3, self.strides, name="conv1", **kw)(x)))
         y = bn("bn2", self.residual_gamma_init)(conv(self.features, 3, 1, name="conv2", **kw)(y))
-        y = drop_branch(self, y, drop_path_rate, train=train)
+        y = layers.DropPath(name="drop_path")(y, train=train, rate=drop_path_rate)
         if not self.residual:
             return nn.relu(y)
         if self.strides != 1 or x.shape[-1] != self.features:

@@ -152,7 +152,7 @@ for _variant, _params in EFFICIENTNET_PARAMS.items():
 # Small images (28-32 px): the stem at stride 1, Table 1's stages unchanged, so a 32x32 input reaches the last
 # stages at 2x2 (total stride 16; He et al. 2015 Sec. 4.2's CIFAR nets likewise drop the downsampling stem). B0's
 # parameters; the paper itself fine-tunes on CIFAR at 224 px (Sec. 5.2). Also making the c24 stage stride 1 (4x4 at
-# the end) costs 3.7x the multiply-adds: 42 img/s on the 2-core CPU.
+# the end) costs 3.7x the multiply-adds (BENCHMARKS.md, "Small-image layouts").
 register_model(
     "efficientnet_b0_cifar",
     EfficientNet,

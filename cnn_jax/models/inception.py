@@ -24,8 +24,8 @@ on channels in the reference order (so imported weights line up). Stems and Ince
 (timm's numbering) and the two halves of a ``Split`` are ``branch{i}_{j}a`` / ``b``. The repeated identical
 modules of Inception-v4 (4 / 7 / 3) and Inception-ResNet-v2 (10 / 20 / 9) can run under ``nn.scan``
 (``scan_blocks=True``): one compiled body per stage, parameters stacked on a leading axis in timm's order. It is off
-by default because XLA's CPU backend runs convolutions inside the scan loop far slower (Inception-v4 train step at
-75x75 on the 2-core CPU: 0.9 s unrolled vs 10.8 s scanned, for 15 vs 13 s of compile).
+by default because XLA's CPU backend runs convolutions inside the scan loop far slower (BENCHMARKS.md, "Scanned
+stages on XLA:CPU").
 
 Average pooling inside the modules (3x3, stride 1, padding 1) has two conventions, the ``count_include_pad`` field:
 torchvision's Inception v3 counts the zero padding in the divisor (``avg_pool2d`` default), so its ported weights
@@ -51,7 +51,6 @@ from cnn_jax.layers import (
     Pool,
     check_images,
     conv_kernel_init,
-    drop_path,
     drop_path_rates,
 )
 from cnn_jax.models.googlenet import require_feature_map
@@ -298,8 +297,7 @@ class InceptionResidual(nn.Module):
         y = layers.Conv(x.shape[-1], (1, 1), kernel_init=conv_kernel_init, dtype=self.dtype,
                     param_dtype=self.param_dtype, name="conv2d")(y)
         y = y * self.scale
-        if train and not (isinstance(drop_path_rate, float) and drop_path_rate == 0.0):
-            y = drop_path(y, drop_path_rate, self.make_rng("dropout"))
+        y = layers.DropPath(name="drop_path")(y, train=train, rate=drop_path_rate)
         x = x + y
         return nn.relu(x) if self.activate else x
 

@@ -157,7 +157,7 @@ register_model(
 
 # Small images (28-32 px): the stem at stride 1, Table 2's rows unchanged, so a 32x32 input reaches the last rows
 # at 2x2 (total stride 16; He et al. 2015 Sec. 4.2's CIFAR nets likewise drop the downsampling stem). Making the c24
-# row stride 1 too (4x4 at the end) costs 3.7x the multiply-adds: 54 img/s on the 2-core CPU, a few epochs an hour.
+# row stride 1 too (4x4 at the end) costs 3.7x the multiply-adds (BENCHMARKS.md, "Small-image layouts").
 register_model(
     "mobilenet_v2_cifar",
     MobileNetV2,

@@ -23,8 +23,8 @@ names how it decays with depth (timm's ``"linspace"`` for the ImageNet layouts, 
 With ``scan_blocks=True`` a stage runs its identical units (all but the first) under ``nn.scan``, so compile
 time does not grow with depth (ResNet-1001 has 111 units a stage): their parameters are stacked on a leading axis
 under one module ``stage{i}_blocks``. The default ``False`` gives one module per unit (``stage{i}_block{j}``) with
-the same parameters unstacked: XLA's CPU backend runs convolutions inside a scan loop far slower (measured on the
-2-core CPU: wrn28_10's train step at 32x32 runs 1.4 s unrolled and 131 s scanned), so only the 1001-layer net is
+the same parameters unstacked: XLA's CPU backend runs convolutions inside a scan loop far slower (BENCHMARKS.md,
+"Scanned stages on XLA:CPU"), so only the 1001-layer net is
 registered scanned.
 """
 
@@ -45,7 +45,6 @@ from cnn_jax.layers import (
     Pool,
     check_images,
     conv,
-    drop_branch,
     run_stage,
     stage_drop_path_rates,
 )
@@ -78,7 +77,7 @@ class PreActBasicBlock(nn.Module):
         y = nn.relu(bn(name="bn2")(y))
         y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
         y = conv(self.features, 3, 1, name="conv2", **kw)(y)
-        return shortcut + drop_branch(self, y, drop_path_rate, train=train)
+        return shortcut + layers.DropPath(name="drop_path")(y, train=train, rate=drop_path_rate)
 
 
 class PreActBottleneck(nn.Module):
@@ -107,7 +106,7 @@ class PreActBottleneck(nn.Module):
         y = conv(width, 1, stride_1x1, name="conv1", **kw)(preact)
         y = conv(width, 3, stride_3x3, name="conv2", **kw)(nn.relu(bn(name="bn2")(y)))
         y = conv(self.features, 1, 1, name="conv3", **kw)(nn.relu(bn(name="bn3")(y)))
-        return shortcut + drop_branch(self, y, drop_path_rate, train=train)
+        return shortcut + layers.DropPath(name="drop_path")(y, train=train, rate=drop_path_rate)
 
 
 # Stems: (kernel, stride, width, 3x3/2 max pool after). No BN-ReLU: the first unit pre-activates the stem output.

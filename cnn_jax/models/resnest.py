@@ -72,7 +72,7 @@ class SplitAttentionBottleneck(ResidualBlock):
     expansion: ClassVar[int] = 4
 
     @nn.compact
-    def __call__(self, x: Array, *, train: bool) -> Array:
+    def __call__(self, x: Array, *, train: bool, drop_path_rate: float | Array | None = None) -> Array:
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         width = int(self.planes * self.base_width / 64) * self.groups
         pool_stride = self.strides if self.avd and self.strides > 1 else 1
@@ -85,7 +85,7 @@ class SplitAttentionBottleneck(ResidualBlock):
         out = ConvNormAct(self.out_channels, 1, act=None, zero_init_norm=self.zero_init_residual, name="conv3", **kw)(
             out, train=train
         )
-        return self.merge(x, out, train=train)
+        return self.merge(x, out, train=train, drop_path_rate=drop_path_rate)
 
 
 class ResNeSt(ResNet):

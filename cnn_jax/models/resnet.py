@@ -24,6 +24,7 @@ with ``rate * (i + 1) / N``; timm's ResNets use ``"linspace"``, ``rate * i / (N 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,7 +40,8 @@ from cnn_jax.layers import (
     ModelOutput,
     Pool,
     check_images,
-    drop_path_rates,
+    run_stage,
+    stage_drop_path_rates,
 )
 from cnn_jax.layers.blocks import BasicBlock, Bottleneck, ResidualBlock
 from cnn_jax.registry import ModelInfo, register_model
@@ -94,6 +96,8 @@ class ResNet(ClassifierModel):
         parameter gets a gradient at step 0); the Goyal et al. large-batch recipe, torchvision's
         ``zero_init_residual=True`` and timm's default ``zero_init_last`` turn it on.
       drop_path_rule: how the drop-path rate grows with depth (a key of ``layers.DROP_PATH_RULES``).
+      scan_blocks: run each stage's blocks after the first under ``nn.scan`` (``layers.run_stage``: parameters
+        stacked under ``stage{i}_blocks``, compile time flat in depth); False gives ``stage{i}_block{j}``.
     """
 
     stage_sizes: Sequence[int] = (3, 4, 6, 3)
@@ -111,6 +115,7 @@ class ResNet(ClassifierModel):
     zero_init_residual: bool = False
     drop_path_rule: str = "huang"
     drop_path_rate: float = 0.0
+    scan_blocks: bool = False
 
     def block_options(self) -> dict[str, Any]:
         """The keyword arguments, beyond the structural ones, that this network gives each block."""
@@ -127,20 +132,13 @@ class ResNet(ClassifierModel):
         check_images(images, self.in_channels, type(self).__name__)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         x = Stem(self.stem, self.stem_pool, name="stem", **kw)(images, train=train)
-        rates = iter(drop_path_rates(self.drop_path_rate, sum(self.stage_sizes), self.drop_path_rule))
-        for stage, (repeats, planes) in enumerate(zip(self.stage_sizes, self.stage_widths, strict=True)):
-            for index in range(repeats):
-                x = self.block(
-                    planes=planes,
-                    strides=2 if stage > 0 and index == 0 else 1,
-                    shortcut=self.shortcut,
-                    down_kernel_size=self.down_kernel_size,
-                    drop_path_rate=next(rates),
-                    zero_init_residual=self.zero_init_residual,
-                    name=f"stage{stage + 1}_block{index}",
-                    **self.block_options(),
-                    **kw,
-                )(x, train=train)
+        rates = stage_drop_path_rates(self.drop_path_rate, list(self.stage_sizes), self.drop_path_rule)
+        for stage, (planes, stage_rates) in enumerate(zip(self.stage_widths, rates, strict=True)):
+            block = functools.partial(self.block, planes=planes, shortcut=self.shortcut,
+                                      down_kernel_size=self.down_kernel_size,
+                                      zero_init_residual=self.zero_init_residual, **self.block_options(), **kw)
+            x = run_stage(block, x, stage_rates, strides=2 if stage > 0 else 1, prefix=f"stage{stage + 1}",
+                          train=train, scan=self.scan_blocks)
         logits = ClassifierHead(self.num_classes, self.drop_rate, name="head", **kw)(x, train=train)
         return ModelOutput(logits)
 

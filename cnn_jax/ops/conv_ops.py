@@ -50,8 +50,7 @@ _NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), o
 
 
 # A 1x1 conv over fewer output positions (batch x height x width) stays a matmul: there oneDNN's per-call cost and
-# its kernels for tiny maps lose (128 x 1x1 maps, 960 -> 320: gradients 4.2 vs 1.2 ms; 128 x 4x4, 192 -> 64:
-# 0.8 vs 1.1 ms; BENCHMARKS.md, "CIFAR-scale training").
+# its kernels for tiny maps lose (BENCHMARKS.md, "CIFAR-scale training").
 ONEDNN_MIN_POINTWISE_ROWS = 2048
 
 _ENABLED = [(True, True)]  # (any rewrite, oneDNN for dense convolutions), innermost block last

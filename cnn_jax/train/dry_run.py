@@ -14,9 +14,8 @@ optimizer state, EMA copy), one set of gradients (two with gradient accumulation
 microbatch's), the activations kept for the backward pass (the sum of every layer's output in
 ``cnn_jax.analysis``, times the examples of one microbatch on one device) and the input images. XLA's figure for
 the compiled step (``python -m cnn_jax.tools.train_memory``) also holds the outputs of activation functions, which
-are not layers, and its scratch: on the CPU it measured 1.0-1.6x the estimate for ResNets, Inception v3, VGG and
-LeNet, 2.0-3.2x for MobileNet v2, ShuffleNet v2, DenseNet and EfficientNet (``tests/test_dry_run.py`` checks
-ResNet-20).
+are not layers, and its scratch, so it is larger by a family-dependent factor (BENCHMARKS.md, "Dry-run memory
+estimate"; ``tests/test_dry_run.py`` checks ResNet-20).
 """
 
 from __future__ import annotations

@@ -138,6 +138,10 @@ def readme_table() -> str:
             body.append([f"`{model}`", *cells])
     lines = markdown_table(["model", *(f"`{f}`" for f in formats)], body)
     lines.append("")
+    lines.append("A `-`: the library has no such model (torchvision has no ResNet-C/D/S, SE-ResNe(X)t, SENet, "
+                 "ResNeSt, ResNetV2, MobileNet v1, Inception v4 or Inception-ResNet-v2; `timm_tf` holds only TF "
+                 "ports), or, for Keras, the application does not import (below).")
+    lines.append("")
     lines.append("Not compared against their reference, although their rules are:")
     lines += [f"- `{fmt}` `{model}`: {reason}." for (fmt, model), reason in NOT_COMPARED.items()]
     lines.append("")
