@@ -179,7 +179,7 @@ def test_export_round_trips_into_a_strict_state_dict(fmt, reference, name, resol
     aux = name in ("googlenet_aux", "inception_v3_aux") if reference in ("googlenet", "inception_v3") else None
     fresh = build_reference(fmt, reference, 10, aux_logits=aux,
                             transform_input=True if reference in ("googlenet", "inception_v3") else None)
-    fresh.load_state_dict({k: torch.from_numpy(v) for k, v in exported.state_dict.items()}, strict=True)
+    fresh.load_state_dict(exported.torch_state_dict(), strict=True)
     for key, value in exported.state_dict.items():
         if not key.endswith("num_batches_tracked"):
             np.testing.assert_allclose(value, state[key].numpy(), rtol=1e-6, atol=1e-7, err_msg=key)

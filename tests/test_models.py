@@ -84,7 +84,8 @@ def _train_eval_check(model, images, labels, variables, rng):
 # Variants whose code path a sibling exercises in CI (efficientnet_b0 for b1-b7 and efficientnet_phi,
 # densenet_bc100_k12 for the DenseNets (their ImageNet stem runs forward in CI's torchvision import test),
 # inception_v4's modules for inception_resnet_v2 (whose residual blocks run forward in CI's timm import test),
-# resnet50 for resnet101/152, resnet50d's deep stem for 50c/50s, vgg11(_bn) for vgg13-19, the aux variants of
+# resnet50 for resnet101/152, resnet50d's deep stem for 50c/50s, vgg11_bn for vgg11-19 (alexnet for the convs
+# without BN), mobilenet_v2 / efficientnet_b0 for MNASNet's MBConvNet, the aux variants of
 # GoogLeNet and Inception v3 for the plain ones, plain20 for plain32-56, preact_resnet1001 for 164,
 # seresnext50 for seresnet50, ...): their training step is an "extended" case, which keeps CI within its 25-minute
 # budget. Their exact parameter counts are tested in CI like every model's.
@@ -95,7 +96,7 @@ HEAVY_VARIANTS |= {
     "mobilenet_v1_075", "mnasnet0_5", "shufflenet_v1_g1", "shufflenet_v1_g2", "shufflenet_v1_g4", "shufflenet_v1_g8",
     "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "efficientnet_phi", "preact_resnet164",
     "resnet50c", "resnet50s", "mobilenet_v3_large", "seresnet50", "densenet121", "densenet161", "densenet169",
-    "densenet201", "inception_resnet_v2",
+    "densenet201", "inception_resnet_v2", "mnasnet1_0", "vgg11",
     "densenet_bc190_k40", "senet154", "resnet152", "resnetv2_152", "wide_resnet101_2", "resnest101e",
     "resnext101_32x8d", "resnext101_64x4d", "plain32", "plain44", "plain56", "shufflenet_v2_x1_5_cifar",
     "shufflenet_v2_x2_0_cifar",

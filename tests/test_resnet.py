@@ -155,7 +155,8 @@ def _drop_path_rates(model: nn.Module) -> list[float]:
 
     def record(next_fun, args, kwargs, context):
         if isinstance(context.module, DropPath) and context.method_name == "__call__":
-            rates.append(context.module.rate)
+            call_rate = kwargs.get("rate")  # the stage runner's per-call rate, else the module's own
+            rates.append(context.module.rate if call_rate is None else call_rate)
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(record):

@@ -37,13 +37,13 @@ def export_checkpoint(fmt: str, checkpoint: str | pathlib.Path, out: str | pathl
 
         name = store.read_meta(checkpoint)["model"]
     result = export.export_state_dict(fmt, name, member.model, member.variables, reference=reference)
-    tensors = {k: torch.from_numpy(v) for k, v in result.state_dict.items()}
+    tensors = result.torch_state_dict()
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
-    if out.suffix == ".safetensors":
+    if out.suffix == ".safetensors":  # tensors only: no module versions (torchvision's MNASNet needs .pth)
         from safetensors.torch import save_file
 
-        save_file(tensors, str(partial))
+        save_file(dict(tensors), str(partial))
     else:
         torch.save(tensors, partial)
     partial.replace(out)  # never a half-written file under the final name

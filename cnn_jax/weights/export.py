@@ -34,6 +34,18 @@ class Export:
     reference: str
     mapping: str
     folded_epsilon: int
+    metadata: Any = None  # the reference state dict's ``_metadata`` (module versions; torchvision's MNASNet needs it)
+
+    def torch_state_dict(self) -> Any:
+        """The state dict as torch tensors, carrying the reference's ``_metadata`` as ``module.state_dict()`` does."""
+        import collections
+
+        import torch
+
+        out = collections.OrderedDict((k, torch.from_numpy(v)) for k, v in self.state_dict.items())
+        if self.metadata is not None:
+            out._metadata = self.metadata
+        return out
 
 
 def default_reference(fmt: str, model_name: str) -> str:
@@ -46,9 +58,9 @@ def default_reference(fmt: str, model_name: str) -> str:
 
 # Model fields that do not change the inference function of given weights (or, for the BatchNorm convention, change
 # only its epsilon, which the export folds into the running variance).
-_INFERENCE_NEUTRAL = frozenset({"num_classes", "in_channels", "dtype", "param_dtype", "drop_rate", "drop_path_rate",
-                                "drop_path_rule", "norm_convention", "init_convention", "zero_init_residual", "parent",
-                                "name"})
+_INFERENCE_NEUTRAL = frozenset({
+    "num_classes", "in_channels", "dtype", "param_dtype", "drop_rate", "drop_path_rate", "drop_path_rule",
+    "norm_convention", "init_convention", "zero_init_residual", "memory_efficient", "parent", "name"})
 
 
 def _check_conventions(mapping: mappings.Mapping, source: Source, model: Any, model_name: str) -> None:
@@ -112,6 +124,9 @@ def export_state_dict(fmt: str, model_name: str, model: Any, variables: dict, *,
             if source_eps != target.bn_eps[unit.path]:
                 var = var + (target.bn_eps[unit.path] - source_eps)
                 folded += 1
+                if np.any(var < 0):
+                    raise ExportError(f"{unit.path}: folding the model's BatchNorm epsilon {target.bn_eps[unit.path]} "
+                                      f"into {reference}'s {source_eps} makes a running variance negative")
             put("weight", params[f"{unit.path}/scale"])
             put("bias", params[f"{unit.path}/bias"])
             put("running_mean", stats[f"{unit.path}/mean"])
@@ -128,4 +143,4 @@ def export_state_dict(fmt: str, model_name: str, model: Any, variables: dict, *,
         raise ExportError(f"{model_name} does not fill {fmt} {reference}'s state dict: missing {missing[:5]}, "
                           f"not in the reference {extra[:5]}, shapes {wrong[:5]}")
     ordered = {k: out[k] for k in template}
-    return Export(ordered, reference, mapping.family, folded)
+    return Export(ordered, reference, mapping.family, folded, getattr(template, "_metadata", None))
