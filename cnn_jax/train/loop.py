@@ -217,7 +217,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     dataset = sources.load_dataset(config.data.name, config.data.data_dir, manual_dir=config.data.manual_dir,
                                    train_split=config.data.train_split, eval_split=config.data.eval_split).subset(
         config.data.max_train_examples, config.data.max_eval_examples)
-    transforms = pipeline.make_transforms(config, dataset)
+    mean, std, normalisation = pipeline.input_stats(config, dataset)  # reads train.init_from's meta.json once
+    transforms = pipeline.make_transforms(config, dataset, (mean, std))
     schedule = Schedule.resolve(config, len(dataset.train))
     model = build_model(config)
     mesh = parallel.data_mesh()
@@ -279,8 +280,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
         return state
 
     if jax.process_index() == 0 and config.train.init_from:
-        mean, std, origin = pipeline.input_stats(config, dataset)
-        print(f"input normalisation: mean {mean}, std {std}: {origin}", flush=True)
+        print(f"input normalisation: mean {mean}, std {std}: {normalisation}", flush=True)
     if jax.process_index() == 0:
         print(f"{config.model.name}: {sum(x.size for x in jax.tree_util.tree_leaves(abstract.params)):,} "
               f"parameters, {schedule.total_steps} steps ({schedule.steps_per_epoch}/epoch), "

@@ -275,11 +275,12 @@ def _timm_mbconv_block(m: re.Match, c: Context) -> str:
     return f"{prefix}.{names[m['part'], m['u']]}"
 
 
+_TIMM_MBCONV_BLOCKS = (r"stage(?P<s>\d+)_block(?P<b>\d+)/(?P<part>expand|depthwise|project|se)/"
+                       r"(?P<u>conv|bn|reduce|expand)", _timm_mbconv_block)
 MBCONV_TIMM_RULES: tuple[tuple[str, Name], ...] = (
     (r"stem/conv", "conv_stem"),
     (r"stem/bn", "bn1"),
-    (r"stage(?P<s>\d+)_block(?P<b>\d+)/(?P<part>expand|depthwise|project|se)/(?P<u>conv|bn|reduce|expand)",
-     _timm_mbconv_block),
+    _TIMM_MBCONV_BLOCKS,
     (r"head_conv/conv", "conv_head"),
     (r"head_conv/bn", "bn2"),
     (r"head/fc", "classifier"),
@@ -514,8 +515,6 @@ RESNETV2_TIMM_RULES: tuple[tuple[str, Name], ...] = (
 )
 
 # ---- timm MobileNet v1 / v3 (EfficientNet builder: blocks.{i}.{j}) ------------------------------------------------
-_TIMM_MBCONV_BLOCKS = (r"stage(?P<s>\d+)_block(?P<b>\d+)/(?P<part>expand|depthwise|project|se)/"
-                       r"(?P<u>conv|bn|reduce|expand)", _timm_mbconv_block)
 MBV1_TIMM_RULES: tuple[tuple[str, Name], ...] = (
     (r"stem/conv", "conv_stem"),
     (r"stem/bn", "bn1"),
