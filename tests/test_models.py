@@ -86,7 +86,8 @@ def _train_eval_check(model, images, labels, variables, rng):
 # inception_v4's modules for inception_resnet_v2 (whose residual blocks run forward in CI's timm import test),
 # resnet50 for resnet101/152, resnet50d's deep stem for 50c/50s, vgg11_bn for vgg11-19 (alexnet for the convs
 # without BN), mobilenet_v2 / efficientnet_b0 for MNASNet's MBConvNet, the aux variants of
-# GoogLeNet and Inception v3 for the plain ones, plain20 for plain32-56, preact_resnet1001 for 164,
+# GoogLeNet and Inception v3 for the plain ones, plain20 for plain32-56, preact_resnet1001 for 164, resnet20 with
+# drop-path (test_drop_path_is_identity_in_eval_and_random_in_train) for resnet110_sd,
 # seresnext50 for seresnet50, ...): their training step is an "extended" case, which keeps CI within its 25-minute
 # budget. Their exact parameter counts are tested in CI like every model's.
 HEAVY_VARIANTS = {f"efficientnet_b{i}" for i in range(1, 8)} | {f"vgg{d}{b}" for d in (13, 16, 19) for b in ("", "_bn")}
@@ -99,7 +100,7 @@ HEAVY_VARIANTS |= {
     "densenet201", "inception_resnet_v2", "mnasnet1_0", "vgg11",
     "densenet_bc190_k40", "senet154", "resnet152", "resnetv2_152", "wide_resnet101_2", "resnest101e",
     "resnext101_32x8d", "resnext101_64x4d", "plain32", "plain44", "plain56", "shufflenet_v2_x1_5_cifar",
-    "shufflenet_v2_x2_0_cifar",
+    "shufflenet_v2_x2_0_cifar", "resnet110_sd",
     # the small-image layouts: their ImageNet siblings here, their Fashion-MNIST recipes in tests/test_train.py
     "mobilenet_v2_cifar", "efficientnet_b0_cifar", "shufflenet_v2_x0_5_cifar", "shufflenet_v2_x1_0_cifar"}
 

@@ -24,8 +24,9 @@ multiply-adds (``cnn_jax.analysis``), not the factor. Measured MACs relative to 
 (phi = 2: 4.60x, 3.46x and 3.29x). 24 px keeps the last maps at 2x2 from 17 to 32 px, so the search points' gamma
 costs about what the rule says; a 16 px baseline (1x1 last maps) made every gamma > 1 cost >= 2.3x alone.
 
-Budget: 33 runs (11 points x 3 seeds) at ``train.epochs`` of the base config, sized so the study takes ~3 hours of
-the 2-core CPU (experiments/fashion_mnist/mbconv_scaling.py gives the measured step rates).
+Budget: 33 runs (11 points x 3 seeds) at ``train.epochs`` of the base config (2), sized to ~3 hours of the 2-core
+CPU from the step rates of experiments/fashion_mnist/mbconv_scaling.py; the study took 4.0 hours of run wall time
+(start-up, evaluations and the larger inputs' slower steps were not in the sizing): docs/results/compound_scaling.
 
 Run (resumable; the evidence goes to docs/results/compound_scaling, the figure and verdict by
 cnn_jax.tools.reproductions):
