@@ -19,7 +19,7 @@ T0 = 1_800_000_000.0
 
 
 def _write_run(directory: pathlib.Path, config, *, top1: list[float], train_top1: list[float],
-               sittings: list[tuple[float, float]]) -> None:
+               sittings: list[tuple[float, float]], cpu: str = "Test CPU") -> None:
     """A finished run of ``config`` (2 epochs of 10 steps: ``max_train_examples`` 1280 at batch 128) logging the
     training window every 5 steps and evaluating each epoch; ``sittings`` are (launch time, seconds) pairs that
     split the steps."""
@@ -32,7 +32,7 @@ def _write_run(directory: pathlib.Path, config, *, top1: list[float], train_top1
     per_sitting = len(steps) // len(sittings)
     for index, (start, seconds) in enumerate(sittings):
         launches.append({"time": reproductions.datetime.datetime.fromtimestamp(start, reproductions.datetime.UTC)
-                         .strftime("%Y-%m-%dT%H:%M:%SZ"), "host": "h", "cpu": "Test CPU", "cpu_count": 2,
+                         .strftime("%Y-%m-%dT%H:%M:%SZ"), "host": "h", "cpu": cpu, "cpu_count": 2,
                          "devices": "1 x cpu", "command": f"python launch.py --config X --workdir {directory}"})
         mine = steps[index * per_sitting:(index + 1) * per_sitting]
         for k, step in enumerate(mine):
@@ -86,7 +86,7 @@ def test_fashion_mnist_report_tables_targets_seeds_and_updates_the_readme(tmp_pa
         _write_run(study / f"lenet5_seed{seed}", _seeded(lenet5, seed), top1=[0.9, final],
                    train_top1=[0.8] * 4, sittings=[(T0, 120.0)])
     _write_run(study / "resnet20_seed0", _seeded(resnet20, 0), top1=[0.9, 0.93], train_top1=[0.8] * 4,
-               sittings=[(T0, 600.0)])
+               sittings=[(T0, 600.0)], cpu="Other CPU")
     (study / "notes.md").write_text("LeNet-5: flips helped, random crops did not.\n")
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{reproductions.README_BEGIN}\nold table\n{reproductions.README_END}\noutro\n")
@@ -94,11 +94,13 @@ def test_fashion_mnist_report_tables_targets_seeds_and_updates_the_readme(tmp_pa
 
     report = (study / "README.md").read_text()
     lenet_row = next(line for line in report.splitlines() if line.startswith("| lenet5 "))
-    assert "| 0,1 | 92.50 ± 0.71 (n=2) | 91.6 | yes |" in lenet_row and "| 2.0 min |" in lenet_row
+    assert "| 0,1 | 92.50 ± 0.71 (n=2) | 91.6 | yes |" in lenet_row
+    assert "| 2.0 min | Test CPU, 2 cores, devices 1 x cpu |" in lenet_row  # each row names its runs' machine
     resnet_row = next(line for line in report.splitlines() if line.startswith("| resnet20 "))
     assert "**no** (-1.00)" in resnet_row and "(n=1)" in resnet_row and "ResNet18 0.949" in resnet_row
-    assert "Machine: Test CPU, 2 cores, devices 1 x cpu." in report
-    assert "| resnet56 | – | – | – | – | not run yet | 94.5 |" in report  # a target without runs is listed
+    assert "| 10.0 min | Other CPU, 2 cores, devices 1 x cpu |" in resnet_row
+    assert "Machine: Test CPU, 2 cores, devices 1 x cpu; Other CPU, 2 cores, devices 1 x cpu." in report
+    assert "| resnet56 | – | – | – | – | not run yet | 94.5 | – | ResNet18 0.949 | – | – | – |" in report
     assert (study / "curves.png").stat().st_size > 0
     assert report.rstrip().endswith("## Notes\n\nLeNet-5: flips helped, random crops did not.")
     text = readme.read_text()

@@ -253,7 +253,7 @@ def _points_by_model(records: Sequence[results.RunRecord]) -> list[results.Point
 def fashion_mnist_table(points: Sequence[results.Point]) -> list[str]:
     """Markdown rows: model, size, recipe, seeds, test top-1 against target and published figure, time, command."""
     header = ["model", "params", "MACs", "epochs", "seeds", "test top-1 (%)", "target", "met",
-              "published (Fashion-MNIST benchmark)", "wall time per run", "command (seed 0)"]
+              "published (Fashion-MNIST benchmark)", "wall time per run", "machine", "command (seed 0)"]
     body = []
     for point in points:
         first = point.first
@@ -273,14 +273,14 @@ def fashion_mnist_table(points: Sequence[results.Point]) -> list[str]:
         command = re.sub(r"--workdir \S+", f"--workdir /tmp/{model}", command)
         cells = [model, f"{first.params:,}", f"{first.macs / 1e6:.1f} M", f"{float(first.config.train.epochs):g}",
                  seeds, score.format(100), f"{100 * target.top1:.1f}" if target else "–", met,
-                 target.published if target else "–", mean_wall_time(point),
+                 target.published if target else "–", mean_wall_time(point), machine_text(point.finished),
                  f"`{command}`" if command else "not recorded"]
         body.append(cells)
     done = {p.first.config.model.name for p in points}
     for model, target in FASHION_MNIST_TARGETS.items():
         if model not in done:
             body.append([model, "–", "–", "–", "–", "not run yet", f"{100 * target.top1:.1f}", "–", target.published,
-                         "–", "–"])
+                         "–", "–", "–"])
     return markdown_table(header, body)
 
 
