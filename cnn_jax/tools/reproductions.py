@@ -251,7 +251,8 @@ def _points_by_model(records: Sequence[results.RunRecord]) -> list[results.Point
 
 
 def fashion_mnist_table(points: Sequence[results.Point]) -> list[str]:
-    """Markdown rows: model, size, recipe, seeds, test top-1 against target and published figure, time, command."""
+    """Markdown rows: model, size, recipe, seeds, test top-1 against target and published figure, time, the runs'
+    machine, command."""
     header = ["model", "params", "MACs", "epochs", "seeds", "test top-1 (%)", "target", "met",
               "published (Fashion-MNIST benchmark)", "wall time per run", "machine", "command (seed 0)"]
     body = []
